@@ -1,0 +1,154 @@
+"""Audio in: read any file or array, mix to mono, resample, pad, pick the
+window that holds the speech. numpy only; no torch, no audio devices."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from .errors import AudioError
+
+AudioSource = Union[str, os.PathLike, bytes, io.IOBase, np.ndarray, "torch.Tensor"]  # noqa: F821
+
+_INT_SCALE = {np.dtype(np.int8): 2**7, np.dtype(np.int16): 2**15, np.dtype(np.int32): 2**31,
+              np.dtype(np.int64): 2**63}
+
+
+def to_float32(samples: np.ndarray) -> np.ndarray:
+    """Any PCM dtype -> float32 in [-1, 1]. Rejects NaN/inf."""
+    a = np.asarray(samples)
+    if a.dtype == np.uint8:  # 8-bit wav is unsigned
+        out = (a.astype(np.float32) - 128.0) / 128.0
+    elif a.dtype in _INT_SCALE:
+        out = a.astype(np.float32) / _INT_SCALE[a.dtype]
+    elif np.issubdtype(a.dtype, np.floating):
+        out = a.astype(np.float32, copy=False)
+    else:
+        raise AudioError(f"unsupported sample dtype {a.dtype}")
+    if not np.all(np.isfinite(out)):
+        raise AudioError("audio contains NaN or infinite samples")
+    return np.clip(out, -1.0, 1.0)
+
+
+def to_mono(samples: np.ndarray) -> np.ndarray:
+    """(n,), (n, channels) or (channels, n) -> (n,). Channels are the short axis."""
+    a = np.asarray(samples)
+    if a.ndim == 1:
+        return a
+    if a.ndim != 2:
+        raise AudioError(f"audio must be 1-D or 2-D, got shape {a.shape}")
+    channel_axis = 0 if a.shape[0] < a.shape[1] else 1
+    return a.mean(axis=channel_axis, dtype=np.float32)
+
+
+def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """High-quality resampling (soxr via librosa)."""
+    if from_rate == to_rate:
+        return samples
+    if from_rate <= 0 or to_rate <= 0:
+        raise AudioError(f"sample rates must be positive, got {from_rate} -> {to_rate}")
+    import librosa  # heavy import, only when needed
+
+    return librosa.resample(samples, orig_sr=from_rate, target_sr=to_rate, res_type="soxr_hq").astype(
+        np.float32, copy=False
+    )
+
+
+def _decode(source) -> tuple[np.ndarray, int]:
+    """Decode a file path / bytes / file object with soundfile, then librosa."""
+    import soundfile as sf
+
+    name = str(source) if isinstance(source, (str, os.PathLike)) else "<audio bytes>"
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise AudioError(f"{name}: no such file")
+        if path.stat().st_size == 0:
+            raise AudioError(f"{name}: file is empty")
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise AudioError("audio bytes are empty")
+        source = io.BytesIO(source)
+    try:
+        data, rate = sf.read(source, dtype="float32", always_2d=True)
+        return data, int(rate)
+    except Exception as sf_error:  # libsndfile cannot decode it: try librosa/audioread
+        if not isinstance(source, (str, os.PathLike)):
+            raise AudioError(f"{name}: not a readable audio file ({sf_error})") from None
+        try:
+            import warnings
+
+            import librosa
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                data, rate = librosa.load(source, sr=None, mono=False)
+        except Exception as lr_error:
+            raise AudioError(f"{name}: not a readable audio file ({sf_error}; {lr_error})") from None
+        return np.atleast_2d(data).T if data.ndim == 1 else data.T, int(rate)
+
+
+def read_audio(
+    source: AudioSource, sample_rate: int | None = None, *, source_rate: int | None = None
+) -> tuple[np.ndarray, int]:
+    """Read audio into mono float32 in [-1, 1].
+
+    source: a path, bytes, a binary file object, or an array/tensor of samples
+    (then ``source_rate`` gives its rate). With ``sample_rate`` the audio is
+    resampled to it. Returns ``(samples, rate)``; raises AudioError.
+    """
+    if isinstance(source, (str, os.PathLike, bytes, bytearray, io.IOBase)):
+        data, rate = _decode(source)
+    else:
+        if hasattr(source, "detach"):  # torch.Tensor without importing torch
+            source = source.detach().cpu().numpy()
+        data = np.asarray(source)
+        if source_rate is None:
+            if sample_rate is None:
+                raise AudioError("an array needs source_rate (or sample_rate) to say its rate")
+            source_rate = sample_rate
+        rate = int(source_rate)
+    if data.size == 0:
+        raise AudioError("audio has no samples")
+    mono = to_mono(to_float32(data))
+    if sample_rate is not None and rate != sample_rate:
+        mono, rate = resample(mono, rate, sample_rate), sample_rate
+    return np.ascontiguousarray(mono, dtype=np.float32), rate
+
+
+def pad_or_trim(samples: np.ndarray, length: int) -> np.ndarray:
+    """Centre-pad with zeros or centre-crop to exactly ``length`` samples."""
+    n = samples.shape[-1]
+    if n == length:
+        return samples
+    if n < length:
+        left = (length - n) // 2
+        pad = [(0, 0)] * (samples.ndim - 1) + [(left, length - n - left)]
+        return np.pad(samples, pad)
+    start = (n - length) // 2
+    return samples[..., start : start + length]
+
+
+def speech_window(samples: np.ndarray, length: int, hop: int) -> int:
+    """Start of the ``length``-sample window with the most energy (the speech).
+
+    Energy is summed over ``hop``-sample frames and the window slides by one
+    frame, so out-of-vocabulary speech is judged on where it is, not on the
+    window that happens to score highest for some command.
+    """
+    n = samples.shape[-1]
+    if n <= length:
+        return 0
+    frames = n // hop
+    energy = np.square(samples[: frames * hop].astype(np.float64)).reshape(frames, hop).sum(1)
+    per_window = max(1, length // hop)
+    if frames <= per_window:
+        return 0
+    csum = np.concatenate([[0.0], np.cumsum(energy)])
+    window_energy = csum[per_window:] - csum[:-per_window]  # (frames - per_window + 1,)
+    start = int(np.argmax(window_energy)) * hop
+    return min(start, n - length)

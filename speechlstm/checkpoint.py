@@ -1,0 +1,132 @@
+"""The checkpoint file format. The only module that knows it.
+
+One file, loadable with ``torch.load(weights_only=True)`` (no pickled code is
+ever executed), holding plain types and tensors:
+
+    format      "speechlstm"          version   FORMAT_VERSION
+    features    FeatureConfig dict    model     ModelConfig dict
+    train       TrainConfig dict      labels    [str, ...]
+    state_dict  model weights         metrics   {name: number}
+    provenance  {data_dir, split_sizes, seed, epochs, commit, created, ...}
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import FeatureConfig, ModelConfig, TrainConfig, from_dict, to_dict
+from .errors import CheckpointError, ConfigError
+from .model import KeywordBiLSTM
+
+FORMAT = "speechlstm"
+FORMAT_VERSION = 1
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "commands12.pt"
+
+
+@dataclass
+class Checkpoint:
+    features: FeatureConfig
+    model: ModelConfig
+    train: TrainConfig
+    labels: list[str]
+    state_dict: dict[str, torch.Tensor]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def build_model(self) -> KeywordBiLSTM:
+        """A model in eval mode with these weights, on the CPU."""
+        net = KeywordBiLSTM(self.features, self.model, len(self.labels))
+        try:
+            net.load_state_dict(self.state_dict)
+        except RuntimeError as e:
+            raise CheckpointError(f"weights do not fit the saved model config: {e}") from None
+        return net.eval()
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save to a temp file in the same folder, then rename over ``path``:
+    a crash mid-save never leaves a broken file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
+    atomic_torch_save(
+        {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "features": to_dict(ckpt.features),
+            "model": to_dict(ckpt.model),
+            "train": to_dict(ckpt.train),
+            "labels": list(ckpt.labels),
+            "state_dict": {k: v.detach().cpu().contiguous() for k, v in ckpt.state_dict.items()},
+            "metrics": dict(ckpt.metrics),
+            "provenance": dict(ckpt.provenance),
+        },
+        path,
+    )
+
+
+def safe_load(path: str | os.PathLike) -> Any:
+    """torch.load with weights_only=True, every failure turned into CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: checkpoint file is empty")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path}: refused to load: the file holds objects other than tensors and plain "
+            f"types (possibly executable code) ({str(e).splitlines()[0]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({str(e).splitlines()[0]})") from None
+
+
+def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
+    """Load and validate a checkpoint (None: the shipped commands12 model)."""
+    path = Path(path) if path is not None else DEFAULT_CHECKPOINT
+    raw = safe_load(path)
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a speechlstm checkpoint (no 'format': '{FORMAT}' entry)")
+    version = raw.get("version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version!r}; this speechlstm reads version {FORMAT_VERSION}")
+    missing = [k for k in ("features", "model", "train", "labels", "state_dict") if k not in raw]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    try:
+        ckpt = Checkpoint(
+            features=from_dict(FeatureConfig, raw["features"]),
+            model=from_dict(ModelConfig, raw["model"]),
+            train=from_dict(TrainConfig, raw["train"]),
+            labels=[str(x) for x in raw["labels"]],
+            state_dict=raw["state_dict"],
+            metrics=dict(raw.get("metrics") or {}),
+            provenance=dict(raw.get("provenance") or {}),
+        )
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(f"{path}: invalid config in checkpoint: {e}") from None
+    if not ckpt.labels:
+        raise CheckpointError(f"{path}: checkpoint has no labels")
+    return ckpt

@@ -1,0 +1,144 @@
+"""Configuration dataclasses. Saved inside every checkpoint; the only place
+feature and model sizes are defined and derived."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping, TypeVar
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any] | None) -> T:
+    """Build a config dataclass from a plain dict, rejecting unknown keys."""
+    data = dict(data or {})
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown {cls.__name__} key(s): {', '.join(unknown)}; "
+            f"known keys: {', '.join(sorted(names))}"
+        )
+    for f in dataclasses.fields(cls):  # tuples come back from JSON/CSV as lists
+        if f.name in data and isinstance(data[f.name], list):
+            data[f.name] = tuple(data[f.name])
+    return cls(**data)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain-types dict (safe for ``torch.load(weights_only=True)`` and JSON)."""
+    return dataclasses.asdict(cfg)
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """MFCC front end. The model takes raw waveforms at ``sample_rate``."""
+
+    sample_rate: int = 16000
+    clip_ms: int = 1000
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    n_mels: int = 40
+    n_mfcc: int = 40
+    f_min: float = 20.0
+    f_max: float = 7600.0
+    norm: str = "cmvn"  # per-utterance normalisation: "cmvn", "cmn" or "none"
+
+    def __post_init__(self) -> None:
+        if self.sample_rate <= 0 or self.clip_ms <= 0:
+            raise ConfigError("sample_rate and clip_ms must be positive")
+        if not 0 < self.hop_ms <= self.win_ms:
+            raise ConfigError(f"need 0 < hop_ms <= win_ms, got {self.hop_ms}, {self.win_ms}")
+        if not 0 <= self.f_min < self.f_max <= self.sample_rate / 2:
+            raise ConfigError(f"need 0 <= f_min < f_max <= sample_rate/2, got {self.f_min}, {self.f_max}")
+        if not 0 < self.n_mfcc <= self.n_mels:
+            raise ConfigError(f"need 0 < n_mfcc <= n_mels, got {self.n_mfcc}, {self.n_mels}")
+        if self.norm not in ("cmvn", "cmn", "none"):
+            raise ConfigError(f"norm must be 'cmvn', 'cmn' or 'none', got {self.norm!r}")
+
+    @property
+    def clip_samples(self) -> int:
+        return self.sample_rate * self.clip_ms // 1000
+
+    @property
+    def win_samples(self) -> int:
+        return round(self.sample_rate * self.win_ms / 1000)
+
+    @property
+    def hop_samples(self) -> int:
+        return round(self.sample_rate * self.hop_ms / 1000)
+
+    @property
+    def n_fft(self) -> int:
+        return 1 << (self.win_samples - 1).bit_length()  # next power of two
+
+    @property
+    def n_frames(self) -> int:
+        return 1 + self.clip_samples // self.hop_samples  # centred STFT frames
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Bidirectional LSTM classifier over MFCC frames."""
+
+    hidden_size: int = 128
+    num_layers: int = 2
+    dropout: float = 0.25
+    pooling: str = "attention"  # "attention" or "meanmax"
+    conv_channels: int = 0  # >0: a Conv1d front end (stride conv_stride) before the LSTM
+    conv_stride: int = 1
+
+    def __post_init__(self) -> None:
+        if self.hidden_size <= 0 or self.num_layers <= 0:
+            raise ConfigError("hidden_size and num_layers must be positive")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.pooling not in ("attention", "meanmax"):
+            raise ConfigError(f"pooling must be 'attention' or 'meanmax', got {self.pooling!r}")
+        if self.conv_channels < 0 or self.conv_stride < 1:
+            raise ConfigError("conv_channels must be >= 0 and conv_stride >= 1")
+
+    @property
+    def lstm_input(self) -> int | None:
+        return self.conv_channels or None  # None: the MFCC size
+
+    @property
+    def pooled_size(self) -> int:
+        return 2 * self.hidden_size * (2 if self.pooling == "meanmax" else 1)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything the training loop and augmentation read."""
+
+    task: str = "commands12"
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    patience: int = 12  # early stopping: epochs without validation improvement
+    seed: int = 0
+    silence_ratio: float = 0.1  # silence clips per command clip (1/12 of the total)
+    unknown_ratio: float = 0.1  # unknown clips per command clip
+    # augmentation (training only)
+    noise_prob: float = 0.8
+    snr_db: tuple[float, float] = (0.0, 20.0)
+    shift_ms: float = 100.0
+    gain_db: float = 6.0
+    time_masks: int = 2
+    time_mask_frames: int = 10
+    freq_masks: int = 2
+    freq_mask_bins: int = 5
+
+    def __post_init__(self) -> None:
+        if self.task not in ("commands12", "words35"):
+            raise ConfigError(f"task must be 'commands12' or 'words35', got {self.task!r}")
+        if self.epochs <= 0 or self.batch_size <= 0 or self.lr <= 0:
+            raise ConfigError("epochs, batch_size and lr must be positive")
+        if len(self.snr_db) != 2 or self.snr_db[0] > self.snr_db[1]:
+            raise ConfigError(f"snr_db must be (low, high), got {self.snr_db}")

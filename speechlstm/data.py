@@ -1,0 +1,282 @@
+"""Speech Commands: index over the dataset's own layout, speaker-disjoint
+splits, the commands12 / words35 tasks, a memory-mapped int16 clip cache and
+a batch iterator that never decodes a wav file twice."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .audio import pad_or_trim, read_audio
+from .errors import AudioError, DataError
+
+COMMANDS10 = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+SILENCE, UNKNOWN = "_silence_", "_unknown_"
+NOISE_DIR = "_background_noise_"
+SPLITS = ("train", "validation", "test")
+CACHE_VERSION = 1
+_MAX_WAVS_PER_CLASS = 2**27 - 1  # from the dataset's README
+
+
+def speaker_id(filename: str) -> str:
+    """'yes/0a7c2a8d_nohash_1.wav' -> '0a7c2a8d' (everything before _nohash_)."""
+    return re.sub(r"_nohash_.*$", "", os.path.basename(filename))
+
+
+def hash_split(filename: str, validation_pct: float = 10.0, testing_pct: float = 10.0) -> str:
+    """The dataset README's rule: a stable hash of the speaker picks the split,
+    so one speaker's clips never cross splits and the split never changes."""
+    digest = hashlib.sha1(speaker_id(filename).encode("utf-8")).hexdigest()
+    pct = (int(digest, 16) % (_MAX_WAVS_PER_CLASS + 1)) * (100.0 / _MAX_WAVS_PER_CLASS)
+    if pct < validation_pct:
+        return "validation"
+    if pct < validation_pct + testing_pct:
+        return "test"
+    return "train"
+
+
+@dataclass(frozen=True)
+class Clip:
+    rel: str  # "word/speaker_nohash_n.wav", the form the list files use
+    word: str
+    split: str
+
+
+@dataclass
+class SpeechCommandsIndex:
+    """Every clip of a Speech Commands tree (v0.01 or v0.02) with its split."""
+
+    root: Path
+    clips: list[Clip]
+    noise_files: list[Path]
+    split_source: str  # "lists" or "hash"
+
+    @property
+    def words(self) -> list[str]:
+        return sorted({c.word for c in self.clips})
+
+    @classmethod
+    def scan(cls, root: str | os.PathLike) -> "SpeechCommandsIndex":
+        root = Path(root)
+        if not root.is_dir():
+            raise DataError(f"{root}: not a directory")
+        word_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+        if not word_dirs:
+            raise DataError(f"{root}: no word folders (expected the Speech Commands layout yes/, no/, ...)")
+        val_list, test_list = root / "validation_list.txt", root / "testing_list.txt"
+        if val_list.is_file() and test_list.is_file():
+            split_of = {rel: "validation" for rel in _read_list(val_list)}
+            split_of.update({rel: "test" for rel in _read_list(test_list)})
+            source = "lists"
+        else:
+            split_of, source = None, "hash"
+        clips = []
+        for d in word_dirs:
+            for f in sorted(d.glob("*.wav")):
+                rel = f"{d.name}/{f.name}"
+                split = split_of.get(rel, "train") if split_of is not None else hash_split(rel)
+                clips.append(Clip(rel, d.name, split))
+        if not clips:
+            raise DataError(f"{root}: word folders hold no .wav files")
+        noise = sorted((root / NOISE_DIR).glob("*.wav")) if (root / NOISE_DIR).is_dir() else []
+        return cls(root, clips, noise, source)
+
+
+def _read_list(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def task_labels(task: str, words: list[str]) -> list[str]:
+    if task == "commands12":
+        return [SILENCE, UNKNOWN, *COMMANDS10]
+    if task == "words35":
+        return sorted(words)
+    raise DataError(f"unknown task {task!r} (commands12 or words35)")
+
+
+# --------------------------------------------------------------------------- cache
+
+
+@dataclass
+class ClipCache:
+    """All clips decoded once to int16, fixed length, in one memory-mapped file."""
+
+    waves: np.ndarray  # (n_readable, clip_samples) int16 memmap
+    rows: dict[str, int]  # rel -> row
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (rel, reason)
+
+    @classmethod
+    def build(cls, index: SpeechCommandsIndex, sample_rate: int, clip_samples: int,
+              cache_dir: str | os.PathLike | None = None, progress: bool = True) -> "ClipCache":
+        cache_dir = Path(cache_dir or default_cache_dir())
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        key = _cache_key(index, sample_rate, clip_samples)
+        data_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
+        if data_path.is_file() and meta_path.is_file():
+            meta = json.loads(meta_path.read_text())
+            waves = np.load(data_path, mmap_mode="r")
+            return cls(waves, {rel: i for i, rel in enumerate(meta["rows"])},
+                       [tuple(s) for s in meta["skipped"]])
+
+        def decode(clip: Clip) -> np.ndarray | str:
+            try:
+                x, _ = read_audio(index.root / clip.rel, sample_rate)
+            except AudioError as e:
+                return str(e)
+            return np.round(pad_or_trim(x, clip_samples) * 32767).astype(np.int16)
+
+        tmp = data_path.with_suffix(f".tmp{os.getpid()}.npy")
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int16,
+                                        shape=(len(index.clips), clip_samples))
+        rows, skipped = [], []
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            decoded = pool.map(decode, index.clips, chunksize=64)
+            for clip, x in tqdm(zip(index.clips, decoded), total=len(index.clips),
+                                desc="decoding clips", unit="clip", disable=not progress):
+                if isinstance(x, str):
+                    skipped.append((clip.rel, x))
+                else:
+                    out[len(rows)] = x
+                    rows.append(clip.rel)
+        out.flush()
+        del out
+        if skipped:  # shrink to the readable rows
+            full = np.load(tmp, mmap_mode="r")
+            np.save(data_path.with_suffix(".part.npy"), full[: len(rows)])
+            del full
+            os.replace(data_path.with_suffix(".part.npy"), data_path)
+            tmp.unlink()
+        else:
+            os.replace(tmp, data_path)
+        meta_path.write_text(json.dumps({"root": str(index.root), "rows": rows, "skipped": skipped}))
+        return cls(np.load(data_path, mmap_mode="r"), {rel: i for i, rel in enumerate(rows)},
+                   [tuple(s) for s in skipped])
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("SPEECHLSTM_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "speechlstm")
+    return Path(base)
+
+
+def _cache_key(index: SpeechCommandsIndex, sample_rate: int, clip_samples: int) -> str:
+    """Changes whenever a file is added, removed, resized or touched."""
+    h = hashlib.sha1(f"v{CACHE_VERSION}|{index.root.resolve()}|{sample_rate}|{clip_samples}".encode())
+    for clip in index.clips:
+        st = (index.root / clip.rel).stat()
+        h.update(f"|{clip.rel}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:20]
+
+
+# --------------------------------------------------------------------------- task splits
+
+
+@dataclass
+class SplitSet:
+    """One split as rows into the cache (-1 = a silence clip made from noise)."""
+
+    rows: np.ndarray  # (N,) int64
+    labels: np.ndarray  # (N,) int64
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+class SpeechCommands:
+    """The commands12 or words35 task over one dataset directory."""
+
+    def __init__(self, root: str | os.PathLike, task: str = "commands12", *, sample_rate: int = 16000,
+                 clip_samples: int = 16000, cache_dir: str | os.PathLike | None = None,
+                 silence_ratio: float = 0.1, unknown_ratio: float = 0.1, seed: int = 0,
+                 progress: bool = True):
+        self.index = SpeechCommandsIndex.scan(root)
+        self.task, self.seed = task, seed
+        self.labels = task_labels(task, self.index.words)
+        self.silence_ratio, self.unknown_ratio = silence_ratio, unknown_ratio
+        self.clip_samples = clip_samples
+        self.cache = ClipCache.build(self.index, sample_rate, clip_samples, cache_dir, progress)
+        self.noise = [read_audio(p, sample_rate)[0] for p in self.index.noise_files]
+        if task == "commands12" and silence_ratio > 0 and not self.noise:
+            raise DataError(f"{root}: commands12 needs {NOISE_DIR}/ to make _silence_ clips")
+        label_of = {w: i for i, w in enumerate(self.labels)}
+        self._known: dict[str, tuple[list[int], list[int]]] = {}  # split -> (rows, labels)
+        self._unknown_pool: dict[str, list[int]] = {}
+        for split in SPLITS:
+            rows, labels, pool = [], [], []
+            for clip in self.index.clips:
+                if clip.split != split or clip.rel not in self.cache.rows:
+                    continue
+                row = self.cache.rows[clip.rel]
+                if clip.word in label_of:
+                    rows.append(row)
+                    labels.append(label_of[clip.word])
+                elif task == "commands12":
+                    pool.append(row)
+            self._known[split], self._unknown_pool[split] = (rows, labels), pool
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        return self.cache.skipped
+
+    def split(self, name: str, rng: np.random.Generator | None = None) -> SplitSet:
+        """Rows and labels of a split. Silence/unknown clips are drawn with ``rng``
+        (train: a fresh draw per epoch); without it the draw is fixed by the seed."""
+        if name not in SPLITS:
+            raise DataError(f"unknown split {name!r}; one of {SPLITS}")
+        rng = rng or np.random.default_rng([self.seed, SPLITS.index(name)])
+        rows, labels = self._known[name]
+        rows, labels = list(rows), list(labels)
+        if self.task == "commands12":
+            n_silence = math.ceil(self.silence_ratio * len(rows))
+            pool = self._unknown_pool[name]
+            n_unknown = min(math.ceil(self.unknown_ratio * len(rows)), len(pool))
+            unknown = rng.choice(pool, size=n_unknown, replace=False) if n_unknown else []
+            rows += list(unknown) + [-1] * n_silence
+            labels += [self.labels.index(UNKNOWN)] * n_unknown + [self.labels.index(SILENCE)] * n_silence
+        return SplitSet(np.asarray(rows, dtype=np.int64), np.asarray(labels, dtype=np.int64))
+
+    def split_sizes(self) -> dict[str, int]:
+        return {name: len(self.split(name)) for name in SPLITS}
+
+    def batches(self, split: SplitSet, batch_size: int, rng: np.random.Generator,
+                shuffle: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (waves (B, S) float32 in [-1, 1], labels (B,)) on the CPU."""
+        order = rng.permutation(len(split)) if shuffle else np.arange(len(split))
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            rows = split.rows[idx]
+            waves = np.zeros((len(idx), self.clip_samples), dtype=np.float32)
+            real = rows >= 0
+            if real.any():
+                sel = rows[real]
+                sort = np.argsort(sel)  # memmap reads in file order
+                chunk = np.empty((len(sel), self.clip_samples), dtype=np.int16)
+                chunk[sort] = self.cache.waves[sel[sort]]
+                waves[real] = chunk.astype(np.float32) / 32767.0
+            if (~real).any():
+                waves[~real] = silence_clips(self.noise, int((~real).sum()), self.clip_samples, rng)
+            yield torch.from_numpy(waves), torch.from_numpy(split.labels[idx])
+
+
+def silence_clips(noise: list[np.ndarray], n: int, length: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` background-noise crops at a random volume in [0, 1): the _silence_ class."""
+    out = np.zeros((n, length), dtype=np.float32)
+    if not noise:
+        return out
+    for i in range(n):
+        x = noise[rng.integers(len(noise))]
+        start = rng.integers(max(1, len(x) - length + 1))
+        crop = x[start : start + length]
+        out[i, : len(crop)] = crop * rng.uniform(0.0, 1.0)
+    return out

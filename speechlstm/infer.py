@@ -1,0 +1,103 @@
+"""Recognizer: the one inference path used by the CLI, evaluation, the app
+and the live loop. Everything is rebuilt from the checkpoint alone."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .audio import AudioSource, pad_or_trim, read_audio, speech_window
+from .checkpoint import Checkpoint, load_checkpoint
+from .model import resolve_device
+
+
+@dataclass(frozen=True)
+class Prediction:
+    top: list[tuple[str, float]]  # ranked (label, probability)
+    offset_ms: float  # where the classified 1 s window starts in the input
+    duration_ms: float  # length of the input
+
+    @property
+    def label(self) -> str:
+        return self.top[0][0]
+
+    @property
+    def score(self) -> float:
+        return self.top[0][1]
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "score": round(self.score, 6),
+                "top": [{"label": k, "probability": round(p, 6)} for k, p in self.top],
+                "offset_ms": round(self.offset_ms, 1), "duration_ms": round(self.duration_ms, 1)}
+
+
+class Recognizer:
+    """Speech command recognizer over a speechlstm checkpoint.
+
+    >>> rec = Recognizer.from_checkpoint()          # the shipped commands12 model
+    >>> rec.predict_file("yes.wav").label
+    'yes'
+    """
+
+    def __init__(self, checkpoint: Checkpoint, device: str = "auto"):
+        self.checkpoint = checkpoint
+        self.device = resolve_device(device)
+        self.model = checkpoint.build_model().to(self.device)
+        self.labels: list[str] = list(checkpoint.labels)
+        self.sample_rate: int = checkpoint.features.sample_rate
+        self.clip_samples: int = checkpoint.features.clip_samples
+        self._hop = checkpoint.features.hop_samples
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike | None = None, device: str = "auto") -> "Recognizer":
+        """Load a checkpoint file; ``None`` loads the shipped commands12 model."""
+        return cls(load_checkpoint(path), device)
+
+    # ---------------------------------------------------------------- core
+    @torch.no_grad()
+    def probabilities(self, clips: np.ndarray | torch.Tensor) -> np.ndarray:
+        """(B, clip_samples) float waveforms at the model rate -> (B, n_labels) probabilities."""
+        x = torch.as_tensor(clips, dtype=torch.float32)
+        if x.dim() == 1:
+            x = x.unsqueeze(0)
+        logits = self.model(x.to(self.device))  # (B, n_labels)
+        return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+    def window(self, samples: np.ndarray) -> tuple[np.ndarray, int]:
+        """Mono samples at the model rate -> (the 1 s clip around the speech, its start)."""
+        start = speech_window(samples, self.clip_samples, self._hop)
+        return pad_or_trim(samples[start : start + self.clip_samples], self.clip_samples), start
+
+    def prepare(self, source: AudioSource, sample_rate: int | None = None) -> tuple[np.ndarray, int, int]:
+        """Read, resample and window one input -> (clip, window start, input length) in samples."""
+        samples, _ = read_audio(source, self.sample_rate, source_rate=sample_rate)
+        clip, start = self.window(samples)
+        return clip, start, len(samples)
+
+    def _ranked(self, probs: np.ndarray, top_k: int, start: int, n: int) -> Prediction:
+        order = np.argsort(-probs)[: max(1, top_k)]
+        ms = 1000.0 / self.sample_rate
+        return Prediction([(self.labels[i], float(probs[i])) for i in order], start * ms, n * ms)
+
+    # ---------------------------------------------------------------- public
+    def predict(self, waveform: AudioSource, sample_rate: int | None = None, top_k: int = 3) -> Prediction:
+        """Any rate (``sample_rate``, default the model's), channel layout, dtype or length."""
+        return self.predict_batch([waveform], sample_rate, top_k)[0]
+
+    def predict_file(self, path: str | os.PathLike, top_k: int = 3) -> Prediction:
+        return self.predict(path, None, top_k)
+
+    def predict_batch(self, sources: Sequence[AudioSource], sample_rate: int | None = None,
+                      top_k: int = 3, batch_size: int = 256) -> list[Prediction]:
+        """Predict many clips (arrays at ``sample_rate`` or files) in batches."""
+        prepared = [self.prepare(s, sample_rate) for s in sources]
+        out: list[Prediction] = []
+        for i in range(0, len(prepared), batch_size):
+            chunk = prepared[i : i + batch_size]
+            probs = self.probabilities(np.stack([c for c, _, _ in chunk]))
+            out += [self._ranked(p, top_k, s, n) for p, (_, s, n) in zip(probs, chunk)]
+        return out

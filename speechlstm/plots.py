@@ -1,0 +1,62 @@
+"""matplotlib pictures (Agg backend, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion(cm: np.ndarray, labels: list[str], path: str | Path) -> None:
+    """Counts (left) and row-normalised recall (right)."""
+    plt = _pyplot()
+    n = len(labels)
+    size = max(6.0, 0.45 * n + 2)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size, size), constrained_layout=True)
+    rows = cm.sum(1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros_like(cm, dtype=float), where=rows > 0)
+    for ax, mat, title, fmt in ((axes[0], cm, "counts", "d"), (axes[1], norm, "row-normalised", ".2f")):
+        im = ax.imshow(mat, cmap="Blues", vmin=0)
+        ax.set_title(f"confusion matrix ({title})")
+        ax.set_xticks(range(n), labels, rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(n), labels, fontsize=8)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        if n <= 40:
+            top = mat.max() if mat.size else 0
+            for i in range(n):
+                for j in range(n):
+                    if mat[i, j]:
+                        ax.text(j, i, format(mat[i, j], fmt), ha="center", va="center", fontsize=6,
+                                color="white" if mat[i, j] > 0.6 * top else "black")
+        fig.colorbar(im, ax=ax, shrink=0.7)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_reliability(bins: list[dict], ece: float, path: str | Path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5), constrained_layout=True)
+    ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    if bins:
+        mids = [(b["low"] + b["high"]) / 2 for b in bins]
+        width = bins[0]["high"] - bins[0]["low"]
+        ax.bar(mids, [b["accuracy"] for b in bins], width=width * 0.9, alpha=0.7, label="accuracy")
+        ax.plot(mids, [b["confidence"] for b in bins], "o", color="C1", label="mean confidence")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"reliability diagram (ECE {ece:.3f})")
+    ax.legend(loc="upper left")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,230 @@
+"""The training loop: AdamW + warmup/cosine, label smoothing, augmentation,
+best-on-validation selection, early stopping, resumable from a state file."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import math
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .augment import Augmenter
+from .checkpoint import Checkpoint, atomic_torch_save, safe_load, save_checkpoint
+from .config import FeatureConfig, ModelConfig, TrainConfig, to_dict
+from .data import SILENCE, SpeechCommands, SplitSet
+from .errors import CheckpointError
+from .model import KeywordBiLSTM, count_parameters, resolve_device
+
+
+def state_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".train-state.pt")
+
+
+def metrics_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".metrics.csv")
+
+
+@dataclass
+class Result:
+    checkpoint: Path
+    best_epoch: int
+    metrics: dict[str, float]
+
+
+@torch.no_grad()
+def evaluate(model: KeywordBiLSTM, data: SpeechCommands, split: SplitSet, device: torch.device,
+             batch_size: int = 256, seed: int = 0) -> tuple[float, float, np.ndarray]:
+    """(mean loss, accuracy, predictions) on a split; silence draws fixed by ``seed``."""
+    model.eval()
+    losses, preds = [], []
+    rng = np.random.default_rng([seed, 7])
+    for wave, y in data.batches(split, batch_size, rng):
+        logits = model(wave.to(device)).float()
+        losses.append(F.cross_entropy(logits, y.to(device), reduction="sum").item())
+        preds.append(logits.argmax(1).cpu().numpy())
+    pred = np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
+    n = max(1, len(split))
+    return sum(losses) / n, float((pred == split.labels).mean()) if len(pred) else 0.0, pred
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).parent, check=True).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig = TrainConfig(),
+          features: FeatureConfig = FeatureConfig(), model_cfg: ModelConfig = ModelConfig(), *,
+          device: str = "auto", resume: bool = False, cache_dir: str | os.PathLike | None = None,
+          progress: bool = True, max_steps: int | None = None) -> Result:
+    """Train a model and write the best-on-validation checkpoint to ``out``.
+
+    Beside it: ``<out>.metrics.csv`` (one row per epoch) and
+    ``<out>.train-state.pt`` (what --resume continues from). ``max_steps``
+    caps optimizer steps per epoch (smoke tests).
+    """
+    out, dev = Path(out), resolve_device(device)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    data = SpeechCommands(data_dir, cfg.task, sample_rate=features.sample_rate,
+                          clip_samples=features.clip_samples, cache_dir=cache_dir,
+                          silence_ratio=cfg.silence_ratio, unknown_ratio=cfg.unknown_ratio,
+                          seed=cfg.seed, progress=progress)
+    if data.skipped:
+        tqdm.write(f"skipped {len(data.skipped)} unreadable clip(s), e.g. {data.skipped[0][0]}: "
+                   f"{data.skipped[0][1]}")
+    val = data.split("validation")
+    torch.manual_seed(cfg.seed)
+    model = KeywordBiLSTM(features, model_cfg, len(data.labels)).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(data.split("train")) / cfg.batch_size)
+    if max_steps:
+        steps_per_epoch = min(steps_per_epoch, max_steps)
+    total, warmup = cfg.epochs * steps_per_epoch, max(1, int(cfg.warmup_epochs * steps_per_epoch))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
+    use_amp = dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    augment = Augmenter(cfg, features, data.noise, dev)
+    silence = data.labels.index(SILENCE) if SILENCE in data.labels else -1
+
+    start_epoch, best_acc, best_epoch, bad_epochs = 0, -1.0, -1, 0
+    configs = {"features": to_dict(features), "model": to_dict(model_cfg), "train": to_dict(cfg)}
+    if resume and state_path(out).is_file():
+        st = safe_load(state_path(out))
+        saved = {k: st.get(k) for k in configs}
+        saved["train"] = {**(saved["train"] or {}), "epochs": cfg.epochs}  # more epochs may be asked
+        if saved != {**configs, "train": {**configs["train"], "epochs": cfg.epochs}}:
+            raise CheckpointError(f"{state_path(out)}: saved configs differ from this run's; "
+                                  "resume with the same settings")
+        model.load_state_dict(st["model_state"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        scaler.load_state_dict(st["scaler"])
+        start_epoch, best_acc, best_epoch, bad_epochs = (st["epoch"], st["best_acc"], st["best_epoch"],
+                                                         st["bad_epochs"])
+        _truncate_csv(metrics_path(out), start_epoch)  # rows of an epoch cut short by the crash
+        tqdm.write(f"resuming after epoch {start_epoch} (best val acc {best_acc:.4f} at {best_epoch})")
+    elif metrics_path(out).exists():
+        metrics_path(out).unlink()
+
+    tqdm.write(f"training {cfg.task} on {dev}: {count_parameters(model):,} parameters, "
+               f"{len(data.split('train'))} train / {len(val)} validation clips")
+    for epoch in range(start_epoch, cfg.epochs):
+        if bad_epochs >= cfg.patience:
+            break
+        # Every epoch's randomness derives from (seed, epoch): resume replays it exactly.
+        torch.manual_seed(cfg.seed * 100_003 + epoch)
+        rng = np.random.default_rng([cfg.seed, epoch])
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        train_set = data.split("train", rng)
+        model.train()
+        t0, seen, correct, loss_sum = time.time(), 0, 0, 0.0
+        bar = tqdm(data.batches(train_set, cfg.batch_size, rng, shuffle=True), total=steps_per_epoch,
+                   desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)
+        for step, (wave, y) in enumerate(bar):
+            if step >= steps_per_epoch:
+                break
+            wave, y = wave.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            wave = augment.wave(wave, gen, skip=(y == silence).cpu())
+            with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
+                feats = augment.spec(model.features(wave), gen)  # (B, T, n_mfcc)
+                logits = model.classify(feats)  # (B, n_classes)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            seen += len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            loss_sum += loss.item() * len(y)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        bar.close()
+        val_loss, val_acc, _ = evaluate(model, data, val, dev, seed=cfg.seed)
+        row = {"epoch": epoch + 1, "train_loss": round(loss_sum / max(1, seen), 5),
+               "train_acc": round(correct / max(1, seen), 5), "val_loss": round(val_loss, 5),
+               "val_acc": round(val_acc, 5), "lr": f"{sched.get_last_lr()[0]:.3g}",
+               "seconds": round(time.time() - t0, 2)}
+        _append_csv(metrics_path(out), row)
+        improved = val_acc > best_acc
+        if improved:
+            best_acc, best_epoch, bad_epochs = val_acc, epoch + 1, 0
+            _save(out, model, data, features, model_cfg, cfg, data_dir, dev,
+                  {"val_acc": val_acc, "val_loss": val_loss, "best_epoch": best_epoch}, started)
+        else:
+            bad_epochs += 1
+        tqdm.write(f"epoch {epoch + 1:3d}  train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f}  "
+                   f"val loss {val_loss:.3f} acc {val_acc:.4f}{'  *' if improved else ''}  "
+                   f"({row['seconds']:.1f}s)")
+        atomic_torch_save({**configs, "epoch": epoch + 1, "model_state": model.state_dict(),
+                           "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                           "scaler": scaler.state_dict(), "best_acc": best_acc, "best_epoch": best_epoch,
+                           "bad_epochs": bad_epochs}, state_path(out))
+
+    # Report the test split once, on the model chosen by validation.
+    from .checkpoint import load_checkpoint
+
+    best = load_checkpoint(out)
+    net = best.build_model().to(dev)
+    test_loss, test_acc, _ = evaluate(net, data, data.split("test"), dev, seed=cfg.seed)
+    best.metrics.update({"test_acc": test_acc, "test_loss": test_loss})
+    best.provenance["train_seconds"] = round(time.time() - started, 1)
+    save_checkpoint(best, out)
+    tqdm.write(f"best epoch {best_epoch}: val acc {best.metrics['val_acc']:.4f}, test acc {test_acc:.4f} "
+               f"-> {out}")
+    return Result(out, best_epoch, best.metrics)
+
+
+def _append_csv(path: Path, row: dict[str, Any]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def _truncate_csv(path: Path, last_epoch: int) -> None:
+    if not path.exists():
+        return
+    with path.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= last_epoch]
+    path.unlink()
+    for r in rows:
+        _append_csv(path, r)
+
+
+def _save(out: Path, model: KeywordBiLSTM, data: SpeechCommands, features: FeatureConfig,
+          model_cfg: ModelConfig, cfg: TrainConfig, data_dir, dev: torch.device,
+          metrics: dict[str, Any], started: float) -> None:
+    provenance = {
+        "data_dir": str(Path(data_dir).resolve()),
+        "split_source": data.index.split_source,
+        "split_sizes": data.split_sizes(),
+        "skipped_clips": len(data.skipped),
+        "seed": cfg.seed,
+        "epochs": cfg.epochs,
+        "commit": _git_commit(),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "torch": str(torch.__version__),
+        "device": str(dev),
+        "parameters": count_parameters(model),
+        "train_seconds": round(time.time() - started, 1),
+    }
+    save_checkpoint(Checkpoint(features, model_cfg, cfg, data.labels, model.state_dict(), metrics,
+                               provenance), out)

@@ -1,0 +1,30 @@
+import pytest
+
+from speechlstm.config import FeatureConfig, ModelConfig, TrainConfig, from_dict, to_dict
+from speechlstm.errors import ConfigError
+
+
+def test_unknown_keys_are_rejected_by_name():
+    with pytest.raises(ConfigError, match="n_mfccs"):
+        from_dict(FeatureConfig, {"n_mfccs": 13})
+
+
+def test_round_trip_and_derived_sizes():
+    f = FeatureConfig(hop_ms=20, win_ms=30)
+    assert from_dict(FeatureConfig, to_dict(f)) == f
+    assert (f.clip_samples, f.win_samples, f.hop_samples, f.n_fft, f.n_frames) == (16000, 480, 320, 512, 51)
+    t = from_dict(TrainConfig, {"snr_db": [5, 10]})  # JSON lists come back as tuples
+    assert t.snr_db == (5, 10)
+
+
+@pytest.mark.parametrize("bad", [dict(hop_ms=0), dict(f_max=9000), dict(n_mfcc=80), dict(norm="x")])
+def test_invalid_feature_values(bad):
+    with pytest.raises(ConfigError):
+        FeatureConfig(**bad)
+
+
+def test_invalid_model_and_train_values():
+    with pytest.raises(ConfigError):
+        ModelConfig(pooling="sum")
+    with pytest.raises(ConfigError):
+        TrainConfig(task="words36")

@@ -1,0 +1,50 @@
+import torch
+
+from speechlstm.config import FeatureConfig, ModelConfig
+from speechlstm.features import MFCC
+from speechlstm.model import KeywordBiLSTM, count_parameters
+
+
+def test_mfcc_shapes_and_determinism():
+    cfg = FeatureConfig()
+    torch.manual_seed(0)
+    wave = 0.1 * torch.randn(3, cfg.clip_samples)
+    feats = MFCC(cfg)(wave)
+    assert feats.shape == (3, cfg.n_frames, cfg.n_mfcc) == (3, 101, 40)
+    assert torch.equal(feats, MFCC(cfg)(wave))  # a fresh module gives the same numbers
+    single = MFCC(cfg)(wave[1])  # 1-D input is a batch of one
+    torch.testing.assert_close(single[0], feats[1], rtol=1e-4, atol=1e-4)
+
+
+def test_per_utterance_normalisation():
+    cfg = FeatureConfig(norm="cmvn")
+    wave = 0.3 * torch.randn(2, cfg.clip_samples)
+    feats = MFCC(cfg)(wave)
+    torch.testing.assert_close(feats.mean(1), torch.zeros(2, cfg.n_mfcc), atol=1e-4, rtol=0)
+    louder = MFCC(cfg)(wave * 4)  # gain is removed by the normalisation
+    torch.testing.assert_close(louder, feats, atol=1e-3, rtol=1e-3)
+    silent = MFCC(cfg)(torch.zeros(1, cfg.clip_samples))
+    assert torch.isfinite(silent).all() and silent.abs().max() < 1e-4
+
+
+def test_hop_changes_frame_count():
+    cfg = FeatureConfig(hop_ms=20, win_ms=30, n_mfcc=13)
+    assert MFCC(cfg)(torch.zeros(1, 16000)).shape == (1, 51, 13)
+
+
+def test_model_forward_shapes_and_size():
+    fc = FeatureConfig()
+    for mc in (ModelConfig(), ModelConfig(pooling="meanmax", conv_channels=32, conv_stride=2)):
+        net = KeywordBiLSTM(fc, mc, 12).eval()
+        assert net(torch.zeros(4, 16000)).shape == (4, 12)
+    assert 200_000 <= count_parameters(KeywordBiLSTM(fc, ModelConfig(), 12)) <= 800_000
+
+
+def test_model_is_deterministic_in_eval_and_batch_independent():
+    torch.manual_seed(0)
+    net = KeywordBiLSTM(FeatureConfig(), ModelConfig(), 12).eval()
+    wave = 0.1 * torch.randn(5, 16000)
+    with torch.no_grad():
+        batch = net(wave)
+        one = torch.cat([net(w[None]) for w in wave])
+    torch.testing.assert_close(batch, one, rtol=1e-4, atol=1e-5)
