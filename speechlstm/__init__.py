@@ -9,7 +9,8 @@ from .audio import read_audio
 from .checkpoint import load_checkpoint
 from .errors import AudioError, CheckpointError, ConfigError, DataError, SpeechLSTMError
 from .infer import Prediction, Recognizer
+from .stream import Detection, StreamingRecognizer
 
 __version__ = "0.1.0"
-__all__ = ["Recognizer", "Prediction", "read_audio", "load_checkpoint", "SpeechLSTMError",
+__all__ = ["Recognizer", "Prediction", "StreamingRecognizer", "Detection", "read_audio", "load_checkpoint", "SpeechLSTMError",
            "AudioError", "CheckpointError", "ConfigError", "DataError", "__version__"]

@@ -1,4 +1,4 @@
-"""`speechlstm` command line: train, predict, evaluate, download."""
+"""`speechlstm` command line."""
 
 from __future__ import annotations
 
@@ -64,6 +64,78 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _make_stream(args: argparse.Namespace) -> int:
+    import soundfile as sf
+
+    from .stream_eval import make_stream, write_truth
+
+    audio, events = make_stream(args.data, args.split, args.minutes, args.seed)
+    sf.write(args.out_wav, audio, 16000, subtype="PCM_16")
+    write_truth(events, args.out_csv)
+    print(f"wrote {len(audio) / 16000:.0f} s with {len(events)} spoken clips to {args.out_wav}, "
+          f"ground truth to {args.out_csv}")
+    return 0
+
+
+def _streamer(args: argparse.Namespace, input_rate: int | None = None):
+    from .infer import Recognizer
+    from .stream import StreamingRecognizer
+
+    rec = Recognizer.from_checkpoint(args.checkpoint, device=args.model_device)
+    return StreamingRecognizer(rec, hop_ms=args.hop_ms, threshold=args.threshold,
+                               suppression_ms=args.suppression_ms, average_window_ms=args.average_window_ms,
+                               input_rate=input_rate)
+
+
+def _evaluate_stream(args: argparse.Namespace) -> int:
+    from .audio import read_audio
+    from .stream_eval import read_truth, run_stream, score_stream
+
+    streamer = _streamer(args)
+    audio, rate = read_audio(args.audio, streamer.sample_rate)
+    truth = read_truth(args.labels)
+    detections = run_stream(streamer, audio, progress=not args.quiet)
+    result = score_stream(detections, truth, 1000 * len(audio) / rate, tolerance_ms=args.tolerance_ms)
+    result["model_runs"], result["gated_hops"] = streamer.model_runs, streamer.gated_hops
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>34}: {value}")
+    return 0
+
+
+def _add_stream_options(p: argparse.ArgumentParser, device_flag: str = "--device") -> None:
+    p.add_argument("--checkpoint", help="checkpoint file (default: the shipped commands12 model)")
+    p.add_argument("--threshold", type=float, default=0.7, help="smoothed probability to fire")
+    p.add_argument("--hop-ms", type=float, default=100.0, help="how often the model runs")
+    p.add_argument("--suppression-ms", type=float, default=1000.0, help="quiet time after a detection")
+    p.add_argument("--average-window-ms", type=float, default=500.0, help="posterior smoothing window")
+    p.add_argument(device_flag, dest="model_device", default="cpu", help="torch device for the model")
+
+
+def _live(args: argparse.Namespace) -> int:
+    from . import live
+
+    if args.list_devices:
+        print(live.list_devices())
+        return 0
+
+    def make_streamer(rate: int):
+        return _streamer(args, input_rate=rate)
+
+    if args.input:
+        stats = live.run_file(make_streamer, args.input, args.json, realtime=args.realtime)
+    else:
+        print("listening; Ctrl-C stops", file=sys.stderr, flush=True)
+        stats = live.run_microphone(make_streamer, args.device, args.json, duration_s=args.duration_s)
+    share = 100 * stats.cpu_seconds / max(stats.seconds, 1e-9)
+    print(f"{stats.seconds:.1f} s of audio, {stats.detections} detections, {stats.model_runs} model runs, "
+          f"{stats.gated_hops} gated hops, {stats.overflows} input overflows, {stats.dropped_blocks} dropped "
+          f"blocks, CPU {share:.1f}% of real time", file=sys.stderr)
+    return 0
+
+
 def _download(args: argparse.Namespace) -> int:
     from .download import download
 
@@ -102,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto")
     r.set_defaults(func=_predict)
 
+    sub.add_parser("serve", help="start the web demo (same as python app.py; see serve --help)",
+                   add_help=False)
+
     e = sub.add_parser("evaluate", help="accuracy report on a labelled data set")
     e.add_argument("--checkpoint", help="checkpoint file (default: the shipped commands12 model)")
     e.add_argument("--data", required=True,
@@ -114,6 +189,34 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=_evaluate)
 
+    m = sub.add_parser("make-stream", help="build a long test recording with ground truth")
+    m.add_argument("--data", required=True, help="Speech Commands root")
+    m.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    m.add_argument("--minutes", type=float, default=10.0)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("out_wav", type=Path)
+    m.add_argument("out_csv", type=Path)
+    m.set_defaults(func=_make_stream)
+
+    es = sub.add_parser("evaluate-stream", help="score the streaming recognizer on a long recording")
+    _add_stream_options(es)
+    es.add_argument("--audio", required=True, type=Path)
+    es.add_argument("--labels", required=True, type=Path, help="ground truth CSV: label,time_ms")
+    es.add_argument("--tolerance-ms", type=float, default=500.0)
+    es.add_argument("--json", action="store_true")
+    es.add_argument("--quiet", action="store_true")
+    es.set_defaults(func=_evaluate_stream)
+
+    lv = sub.add_parser("live", help="recognize commands from the microphone (or a recording)")
+    _add_stream_options(lv, device_flag="--model-device")
+    lv.add_argument("--device", help="input device name or index (see --list-devices)")
+    lv.add_argument("--list-devices", action="store_true")
+    lv.add_argument("--json", action="store_true", help="JSON lines instead of '[mm:ss.mmm] word score'")
+    lv.add_argument("--input", help="run the same loop on a recording instead of a device")
+    lv.add_argument("--realtime", action="store_true", help="with --input: pace it like a live stream")
+    lv.add_argument("--duration-s", type=float, help="stop listening after this many seconds")
+    lv.set_defaults(func=_live)
+
     d = sub.add_parser("download", help="download and extract the Speech Commands dataset")
     d.add_argument("dest", type=Path)
     d.add_argument("--version", default="0.02", choices=["0.01", "0.02"])
@@ -125,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:  # the web demo has its own options: python app.py --help
+        from .webui import main as serve
+
+        serve(argv[1:])
+        return 0
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -88,8 +88,8 @@ class ModelConfig:
     num_layers: int = 2
     dropout: float = 0.25
     pooling: str = "attention"  # "attention" or "meanmax"
-    conv_channels: int = 0  # >0: a Conv1d front end (stride conv_stride) before the LSTM
-    conv_stride: int = 1
+    conv_channels: int = 64  # >0: a Conv1d front end (stride conv_stride) before the LSTM; 0: none
+    conv_stride: int = 2  # 2 halves the frames the LSTM runs over
 
     def __post_init__(self) -> None:
         if self.hidden_size <= 0 or self.num_layers <= 0:
@@ -115,7 +115,7 @@ class TrainConfig:
     """Everything the training loop and augmentation read."""
 
     task: str = "commands12"
-    epochs: int = 40
+    epochs: int = 60
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 1e-2

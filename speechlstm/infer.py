@@ -67,6 +67,12 @@ class Recognizer:
         logits = self.model(x.to(self.device))  # (B, n_labels)
         return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 
+    @torch.no_grad()
+    def mfcc(self, clip: np.ndarray) -> np.ndarray:
+        """The model's own features of one clip: (frames, n_mfcc)."""
+        x = torch.as_tensor(clip, dtype=torch.float32).reshape(1, -1).to(self.device)
+        return self.model.features(x)[0].cpu().numpy()
+
     def window(self, samples: np.ndarray) -> tuple[np.ndarray, int]:
         """Mono samples at the model rate -> (the 1 s clip around the speech, its start)."""
         start = speech_window(samples, self.clip_samples, self._hop)

@@ -60,3 +60,24 @@ def plot_reliability(bins: list[dict], ece: float, path: str | Path) -> None:
     ax.legend(loc="upper left")
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def clip_figure(samples: np.ndarray, sample_rate: int, start: int, length: int, mfcc: np.ndarray,
+                label: str):
+    """Waveform with the deciding window shaded, and that window's MFCC frames."""
+    plt = _pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5), constrained_layout=True)
+    t = np.arange(len(samples)) / sample_rate
+    top.plot(t, samples, linewidth=0.6)
+    top.axvspan(start / sample_rate, (start + length) / sample_rate, color="C1", alpha=0.2,
+                label=f"window -> {label}")
+    top.set_xlim(0, max(t[-1] if len(t) else 0, length / sample_rate))
+    top.set_ylim(-1, 1)
+    top.set_xlabel("time (s)")
+    top.legend(loc="upper right")
+    bottom.imshow(mfcc.T, origin="lower", aspect="auto", cmap="magma",
+                  extent=(start / sample_rate, (start + length) / sample_rate, 0, mfcc.shape[1]))
+    bottom.set_xlabel("time (s)")
+    bottom.set_ylabel("MFCC (normalised)")
+    plt.close(fig)
+    return fig

@@ -1,0 +1,152 @@
+"""Live microphone loop: sounddevice callback -> queue -> StreamingRecognizer
+on a worker thread -> printed detections. The only module that imports
+sounddevice, and only when a live command runs, so everything else works
+where PortAudio is missing."""
+
+from __future__ import annotations
+
+import json
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, TextIO
+
+import numpy as np
+
+from .errors import AudioError, SpeechLSTMError
+from .stream import Detection, StreamingRecognizer
+
+
+class DeviceError(SpeechLSTMError):
+    """No usable audio input (PortAudio missing, device absent or busy)."""
+
+
+def _sounddevice():
+    try:
+        import sounddevice as sd
+    except OSError as e:  # the PortAudio shared library is not installed
+        raise DeviceError(f"cannot use audio devices: {e} (install PortAudio, e.g. apt-get install "
+                          "libportaudio2)") from None
+    return sd
+
+
+def list_devices() -> str:
+    return str(_sounddevice().query_devices())
+
+
+def _device(device: str | None) -> int | str | None:
+    if device is None:
+        return None
+    return int(device) if device.isdigit() else device
+
+
+@dataclass
+class LoopStats:
+    seconds: float = 0.0  # audio processed
+    detections: int = 0
+    overflows: int = 0
+    dropped_blocks: int = 0
+    model_runs: int = 0
+    gated_hops: int = 0
+    cpu_seconds: float = 0.0  # process CPU time spent while running
+
+
+def format_detection(d: Detection, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(d.to_dict())
+    minutes, ms = divmod(d.time_ms, 60_000)
+    return f"[{int(minutes):02d}:{ms / 1000:06.3f}] {d.label} {d.score:.2f}"
+
+
+def _consume(streamer: StreamingRecognizer, blocks: "queue.Queue[np.ndarray | None]",
+             emit: Callable[[Detection], None], stats: LoopStats, stop: threading.Event) -> None:
+    """Worker thread: push queued blocks through the recognizer until None arrives."""
+    while True:
+        try:
+            block = blocks.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set():
+                return
+            continue
+        if block is None:
+            return
+        for det in streamer.push(block):
+            stats.detections += 1
+            emit(det)
+        stats.seconds += len(block) / streamer.input_rate
+
+
+def run_microphone(make_streamer: Callable[[int], StreamingRecognizer], device: str | None = None,
+                   as_json: bool = False, out: TextIO = sys.stdout, duration_s: float | None = None,
+                   block_ms: float = 100.0) -> LoopStats:
+    """Listen on ``device`` at its native rate until Ctrl-C (or ``duration_s``)."""
+    sd = _sounddevice()
+    try:
+        info = sd.query_devices(_device(device), "input")
+    except (ValueError, sd.PortAudioError) as e:
+        raise DeviceError(f"no input device {device!r}: {e}\navailable devices:\n{list_devices()}") from None
+    rate = int(info["default_samplerate"])
+    streamer = make_streamer(rate)
+    blocks: queue.Queue = queue.Queue(maxsize=int(30_000 / block_ms))  # 30 s of audio at most
+    stats, stop = LoopStats(), threading.Event()
+
+    def callback(indata, frames, time_info, status):  # PortAudio's thread: copy and hand over
+        if status.input_overflow:
+            stats.overflows += 1
+        try:
+            blocks.put_nowait(indata[:, 0].copy())
+        except queue.Full:
+            stats.dropped_blocks += 1
+
+    def emit(det: Detection) -> None:
+        print(format_detection(det, as_json), file=out, flush=True)
+
+    worker = threading.Thread(target=_consume, args=(streamer, blocks, emit, stats, stop), daemon=True)
+    cpu0 = time.process_time()
+    try:
+        stream = sd.InputStream(samplerate=rate, channels=1, dtype="float32", device=_device(device),
+                                blocksize=int(rate * block_ms / 1000), callback=callback)
+    except (ValueError, sd.PortAudioError) as e:
+        raise DeviceError(f"cannot open input device {device!r} (missing or busy?): {e}\n"
+                          f"available devices:\n{list_devices()}") from None
+    worker.start()
+    started = time.monotonic()
+    try:
+        with stream:
+            while duration_s is None or time.monotonic() - started < duration_s:
+                time.sleep(0.05)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        blocks.put(None)
+        stop.set()
+        worker.join(timeout=5)
+        stats.cpu_seconds = time.process_time() - cpu0
+        stats.model_runs, stats.gated_hops = streamer.model_runs, streamer.gated_hops
+    return stats
+
+
+def run_file(make_streamer: Callable[[int], StreamingRecognizer], path: str, as_json: bool = False,
+             out: TextIO = sys.stdout, realtime: bool = False, block_ms: float = 100.0) -> LoopStats:
+    """The same loop over a recording: as fast as possible, or at real-time pace."""
+    from .audio import read_audio
+
+    samples, rate = read_audio(path)
+    if len(samples) == 0:
+        raise AudioError(f"{path}: no samples")
+    streamer = make_streamer(rate)
+    stats = LoopStats()
+    block = max(1, int(rate * block_ms / 1000))
+    cpu0, started = time.process_time(), time.monotonic()
+    for i in range(0, len(samples), block):
+        if realtime:
+            time.sleep(max(0.0, started + i / rate - time.monotonic()))
+        for det in streamer.push(samples[i : i + block], last=i + block >= len(samples)):
+            stats.detections += 1
+            print(format_detection(det, as_json), file=out, flush=True)
+    stats.seconds = len(samples) / rate
+    stats.cpu_seconds = time.process_time() - cpu0
+    stats.model_runs, stats.gated_hops = streamer.model_runs, streamer.gated_hops
+    return stats

@@ -1,0 +1,143 @@
+"""The Gradio demo: UI wiring only. Recognition goes through Recognizer and
+StreamingRecognizer; everything about the model comes from its checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # fully offline: no analytics calls
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .audio import read_audio  # noqa: E402
+from .checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
+from .errors import SpeechLSTMError  # noqa: E402
+from .infer import Recognizer  # noqa: E402
+from .stream import StreamingRecognizer  # noqa: E402
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+MAX_UPLOAD = "20mb"
+MAX_SECONDS = 120.0
+_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # no web fonts: nothing fetched from a CDN
+
+
+def model_card(rec: Recognizer) -> str:
+    ck = rec.checkpoint
+    m = ck.metrics
+    rows = [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in m.items()]
+    card = [
+        "## Model", "",
+        f"Bidirectional LSTM on MFCCs, {ck.provenance.get('parameters', sum(v.numel() for v in ck.state_dict.values())):,} "
+        f"parameters, {len(rec.labels)} labels: {', '.join(f'`{x}`' for x in rec.labels)}.", "",
+        "| metric | value |", "|---|---|", *rows, "",
+        f"**Features**: `{ck.features}`", "", f"**Model**: `{ck.model}`", "",
+        f"**Provenance**: `{ck.provenance}`", "",
+    ]
+    readme = DEFAULT_CHECKPOINT.parent / "README.md"
+    if readme.is_file():
+        card += ["---", readme.read_text()]
+    return "\n".join(card)
+
+
+def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS) -> gr.Blocks:
+    from .plots import clip_figure
+
+    def classify(path: str | None):
+        if not path:
+            raise gr.Error("No audio: record or upload a clip first.")
+        try:
+            import soundfile as sf
+
+            try:
+                seconds = sf.info(path).duration
+            except RuntimeError:
+                seconds = 0.0  # not a libsndfile format: read_audio decides
+            if seconds > max_seconds:
+                raise gr.Error(f"The clip is {seconds:.0f} s long; the limit is {max_seconds:.0f} s.")
+            t0 = time.perf_counter()
+            samples, _ = read_audio(path, rec.sample_rate)
+            pred = rec.predict(samples, rec.sample_rate, top_k=5)
+            ms = 1000 * (time.perf_counter() - t0)
+        except SpeechLSTMError as e:
+            raise gr.Error(f"Could not use this audio: {str(e).replace(str(path), Path(path).name)}") from None
+        clip, start = rec.window(samples)
+        fig = clip_figure(samples, rec.sample_rate, start, rec.clip_samples, rec.mfcc(clip), pred.label)
+        end_s = (pred.offset_ms + 1000 * rec.clip_samples / rec.sample_rate) / 1000
+        info = (f"**{pred.label}** ({100 * pred.score:.1f}%): window {pred.offset_ms / 1000:.2f}-{end_s:.2f} s "
+                f"of {pred.duration_ms / 1000:.2f} s; read + inference {ms:.1f} ms on {rec.device}")
+        return {label: p for label, p in pred.top}, fig, info
+
+    def live(chunk, state):
+        if chunk is None:
+            return gr.skip(), gr.skip(), state
+        rate, data = chunk
+        if state is None or state["rate"] != rate:
+            state = {"rate": rate, "streamer": StreamingRecognizer(rec, input_rate=rate), "log": []}
+        streamer: StreamingRecognizer = state["streamer"]
+        try:
+            for d in streamer.push(data):
+                state["log"].insert(0, [f"{d.time_ms / 1000:7.2f} s", d.label, f"{d.score:.2f}"])
+        except SpeechLSTMError as e:
+            raise gr.Error(f"Bad audio chunk: {e}") from None
+        current = streamer.last_probs
+        top = {rec.labels[i]: float(current[i]) for i in np.argsort(-current)[:5]} if current is not None else {}
+        return top, state["log"][:50], state
+
+    with gr.Blocks(title="speechlstm") as demo:
+        gr.Markdown("# speechlstm\nSay one of: " + ", ".join(f"**{x}**" for x in rec.labels if not x.startswith("_")))
+        with gr.Tab("Clip"):
+            with gr.Row():
+                with gr.Column():
+                    audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio clip",
+                                     elem_id="clip-audio")
+                    button = gr.Button("Recognize", variant="primary", elem_id="recognize")
+                    examples = sorted(EXAMPLES_DIR.glob("*.wav"))
+                    if examples:
+                        gr.Examples([[str(p)] for p in examples], inputs=[audio], label="Real example clips")
+                with gr.Column():
+                    label = gr.Label(num_top_classes=5, label="Prediction", elem_id="prediction")
+                    info = gr.Markdown(elem_id="info")
+                    plot = gr.Plot(label="Waveform and MFCC (shaded: the 1 s window that decided)")
+            button.click(classify, inputs=audio, outputs=[label, plot, info], api_name="classify")
+            audio.stop_recording(classify, inputs=audio, outputs=[label, plot, info], api_name=False)
+        with gr.Tab("Live"):
+            gr.Markdown("Press record and speak commands; detections appear as they fire.")
+            with gr.Row():
+                mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone")
+                current = gr.Label(num_top_classes=5, label="Current")
+            log = gr.Dataframe(headers=["time", "command", "confidence"], label="Detections",
+                               interactive=False)
+            state = gr.State(None)
+            mic.stream(live, inputs=[mic, state], outputs=[current, log, state], stream_every=0.5,
+                       time_limit=600, api_name=False)
+        with gr.Tab("Model"):
+            gr.Markdown(model_card(rec))
+    return demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="speechlstm web demo")
+    p.add_argument("--checkpoint", help="checkpoint file (default: the shipped commands12 model)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--share", action="store_true", help="also serve through a public Gradio link")
+    p.add_argument("--device", default="auto")
+    args = p.parse_args(argv)
+    rec = Recognizer.from_checkpoint(args.checkpoint, device=args.device)
+    launch(rec, args.host, args.port, share=args.share)
+
+
+def launch(rec: Recognizer, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
+           block: bool = True) -> gr.Blocks:
+    """Serve the demo; with ``block=False`` return at once (tests, notebooks)."""
+    demo = build_demo(rec)
+    demo.queue(default_concurrency_limit=4, max_size=256)
+    demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
+                theme=gr.themes.Default(font=_FONTS, font_mono=["ui-monospace", "monospace"]),
+                footer_links=["api"], allowed_paths=[str(EXAMPLES_DIR)], prevent_thread_lock=not block,
+                quiet=not block)
+    return demo
