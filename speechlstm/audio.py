@@ -14,6 +14,7 @@ from .errors import AudioError
 
 AudioSource = Union[str, os.PathLike, bytes, io.IOBase, np.ndarray, "torch.Tensor"]  # noqa: F821
 
+MIN_RATE, MAX_RATE = 1000, 384_000  # anything outside is a broken header, not audio
 _INT_SCALE = {np.dtype(np.int8): 2**7, np.dtype(np.int16): 2**15, np.dtype(np.int32): 2**31,
               np.dtype(np.int64): 2**63}
 
@@ -114,6 +115,8 @@ def read_audio(
         rate = int(source_rate)
     if data.size == 0:
         raise AudioError("audio has no samples")
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError(f"unsupported sample rate {rate} Hz (expected {MIN_RATE}-{MAX_RATE} Hz)")
     mono = to_mono(to_float32(data))
     if sample_rate is not None and rate != sample_rate:
         mono, rate = resample(mono, rate, sample_rate), sample_rate

@@ -65,7 +65,7 @@ def write_truth(events: list[Event], path: str | os.PathLike) -> None:
         w = csv.writer(f)
         w.writerow(["label", "time_ms"])
         for e in events:
-            w.writerow([e.label, round(e.time_ms, 1)])
+            w.writerow([e.label, round(e.time_ms, 4)])  # sample-exact at 16 kHz
 
 
 def read_truth(path: str | os.PathLike) -> list[Event]:
