@@ -12,5 +12,5 @@ from .infer import Prediction, Recognizer
 from .stream import Detection, StreamingRecognizer
 
 __version__ = "0.1.0"
-__all__ = ["Recognizer", "Prediction", "StreamingRecognizer", "Detection", "read_audio", "load_checkpoint", "SpeechLSTMError",
-           "AudioError", "CheckpointError", "ConfigError", "DataError", "__version__"]
+__all__ = ["Recognizer", "Prediction", "StreamingRecognizer", "Detection", "read_audio", "load_checkpoint",
+           "SpeechLSTMError", "AudioError", "CheckpointError", "ConfigError", "DataError", "__version__"]

@@ -40,6 +40,7 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]
     metrics: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None  # the file it was loaded from (not saved)
 
     def build_model(self) -> KeywordBiLSTM:
         """A model in eval mode with these weights, on the CPU."""
@@ -127,6 +128,7 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
             state_dict=raw["state_dict"],
             metrics=dict(raw.get("metrics") or {}),
             provenance=dict(raw.get("provenance") or {}),
+            source=path.resolve(),
         )
     except (ConfigError, TypeError) as e:
         raise CheckpointError(f"{path}: invalid config in checkpoint: {e}") from None

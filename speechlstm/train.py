@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .augment import Augmenter
-from .checkpoint import Checkpoint, atomic_torch_save, safe_load, save_checkpoint
+from .checkpoint import Checkpoint, atomic_torch_save, load_checkpoint, safe_load, save_checkpoint
 from .config import FeatureConfig, ModelConfig, TrainConfig, to_dict
 from .data import SILENCE, SpeechCommands, SplitSet
 from .errors import CheckpointError
@@ -106,7 +106,7 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
         st = safe_load(state_path(out))
         saved = {k: st.get(k) for k in configs}
         saved["train"] = {**(saved["train"] or {}), "epochs": cfg.epochs}  # more epochs may be asked
-        if saved != {**configs, "train": {**configs["train"], "epochs": cfg.epochs}}:
+        if saved != configs:
             raise CheckpointError(f"{state_path(out)}: saved configs differ from this run's; "
                                   "resume with the same settings")
         model.load_state_dict(st["model_state"])
@@ -177,8 +177,6 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
                            "bad_epochs": bad_epochs}, state_path(out))
 
     # Report the test split once, on the model chosen by validation.
-    from .checkpoint import load_checkpoint
-
     best = load_checkpoint(out)
     net = best.build_model().to(dev)
     test_loss, test_acc, _ = evaluate(net, data, data.split("test"), dev, seed=cfg.seed)

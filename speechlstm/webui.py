@@ -17,6 +17,7 @@ from .audio import read_audio  # noqa: E402
 from .checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
 from .errors import SpeechLSTMError  # noqa: E402
 from .infer import Recognizer  # noqa: E402
+from .model import count_parameters  # noqa: E402
 from .stream import StreamingRecognizer  # noqa: E402
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
@@ -29,16 +30,16 @@ def model_card(rec: Recognizer) -> str:
     ck = rec.checkpoint
     m = ck.metrics
     rows = [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in m.items()]
+    n_params = count_parameters(rec.model)
     card = [
         "## Model", "",
-        f"Bidirectional LSTM on MFCCs, {ck.provenance.get('parameters', sum(v.numel() for v in ck.state_dict.values())):,} "
-        f"parameters, {len(rec.labels)} labels: {', '.join(f'`{x}`' for x in rec.labels)}.", "",
+        f"Bidirectional LSTM on MFCCs, {n_params:,} parameters, {len(rec.labels)} labels: {', '.join(f'`{x}`' for x in rec.labels)}.", "",
         "| metric | value |", "|---|---|", *rows, "",
         f"**Features**: `{ck.features}`", "", f"**Model**: `{ck.model}`", "",
         f"**Provenance**: `{ck.provenance}`", "",
     ]
     readme = DEFAULT_CHECKPOINT.parent / "README.md"
-    if readme.is_file():
+    if ck.source == DEFAULT_CHECKPOINT and readme.is_file():  # the shipped model's card
         card += ["---", readme.read_text()]
     return "\n".join(card)
 
@@ -107,10 +108,11 @@ def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS) -> gr.Blocks:
         with gr.Tab("Live"):
             gr.Markdown("Press record and speak commands; detections appear as they fire.")
             with gr.Row():
-                mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone")
-                current = gr.Label(num_top_classes=5, label="Current")
+                mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone",
+                               elem_id="live-mic")
+                current = gr.Label(num_top_classes=5, label="Current", elem_id="live-current")
             log = gr.Dataframe(headers=["time", "command", "confidence"], label="Detections",
-                               interactive=False)
+                               interactive=False, elem_id="live-detections")
             state = gr.State(None)
             mic.stream(live, inputs=[mic, state], outputs=[current, log, state], stream_every=0.5,
                        time_limit=600, api_name=False)

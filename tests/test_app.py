@@ -77,39 +77,86 @@ def test_too_long_upload_is_refused_with_a_message(client, tmp_path):
         client.predict(handle_file(str(long)), api_name="/classify")
 
 
-def test_twenty_concurrent_requests_all_answered_correctly(server):
+def test_fifty_concurrent_users_all_answered_correctly(server):
     from gradio_client import Client, handle_file
 
-    jobs = [EXAMPLE_WAVS[i % len(EXAMPLE_WAVS)] for i in range(20)]
+    jobs = [EXAMPLE_WAVS[i % len(EXAMPLE_WAVS)] for i in range(50)]
 
     def one(path):
         return _label(Client(server, verbose=False).predict(handle_file(str(path)), api_name="/classify"))
 
-    with ThreadPoolExecutor(max_workers=20) as pool:
+    with ThreadPoolExecutor(max_workers=50) as pool:
         labels = list(pool.map(one, jobs))
     assert labels == [p.name.split("_")[0] for p in jobs]
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc")
+def test_memory_stays_flat_over_many_requests(client):
+    """The server runs in this process: its resident memory must not grow with traffic."""
+    from gradio_client import handle_file
+
+    files = [handle_file(str(p)) for p in EXAMPLE_WAVS]
+    for i in range(150):  # warm up: allocator pools, matplotlib and Gradio caches settle by ~150
+        client.predict(files[i % len(files)], api_name="/classify")
+    before = _rss_mb()
+    for i in range(200):
+        assert _label(client.predict(files[i % len(files)], api_name="/classify")) == \
+            EXAMPLE_WAVS[i % len(files)].name.split("_")[0]
+    growth = _rss_mb() - before
+    assert growth < 50, f"resident memory grew {growth:.1f} MB over 200 requests"  # < 250 kB each
+
+
+def test_oversize_upload_is_refused(client, tmp_path):
+    from gradio_client import handle_file
+
+    big = tmp_path / "big.wav"
+    big.write_bytes(b"RIFF" + bytes(25 * 2**20))  # 25 MB: over the 20 MB limit
+    with pytest.raises(Exception, match="(?i)size|large|exceed"):
+        client.predict(handle_file(str(big)), api_name="/classify")
+    good = EXAMPLE_WAVS[0]
+    assert _label(client.predict(handle_file(str(good)), api_name="/classify")) == good.name.split("_")[0]
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
 
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                    reason="Debian chromium + chromium-driver are not installed")
-def test_real_browser_uploads_a_clip_and_reads_the_label(server, tmp_path):
+def _chrome(tmp_path, *extra):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as EC
-    from selenium.webdriver.support.ui import WebDriverWait
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=1400,1100", f"--user-data-dir={tmp_path / 'profile'}"):
+                 "--no-first-run", "--window-size=1400,1100", f"--user-data-dir={tmp_path / 'profile'}", *extra):
         opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+
+
+def _screenshot(driver, tmp_path, name):
+    shot = Path(os.environ.get("SPEECHLSTM_ARTIFACTS", tmp_path)) / name
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
+
+
+needs_browser = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                                   reason="Debian chromium + chromium-driver are not installed")
+
+
+@needs_browser
+def test_real_browser_uploads_a_clip_and_reads_the_label(server, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _chrome(tmp_path)
     try:
         driver.get(server)
         wait = WebDriverWait(driver, 60)
@@ -122,9 +169,46 @@ def test_real_browser_uploads_a_clip_and_reads_the_label(server, tmp_path):
         wait.until(lambda d: "stop" in d.find_element(By.CSS_SELECTOR, "#prediction").text)
         lines = [x.strip() for x in driver.find_element(By.CSS_SELECTOR, "#prediction").text.splitlines()]
         assert lines[:2] == ["Prediction", "stop"]  # component title, then the top label
-        shot = Path(os.environ.get("SPEECHLSTM_ARTIFACTS", tmp_path)) / "browser.png"
-        shot.parent.mkdir(parents=True, exist_ok=True)
-        driver.save_screenshot(str(shot))
-        assert shot.stat().st_size > 10_000
+        _screenshot(driver, tmp_path, "browser.png")
+    finally:
+        driver.quit()
+
+
+@needs_browser
+def test_live_tab_hears_a_fake_microphone(server, tmp_path):
+    """Chromium's fake capture device plays real clips as the microphone."""
+    import numpy as np
+    import soundfile as sf
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from speechlstm import read_audio
+
+    words = ["yes", "no", "stop", "go"]
+    parts = [np.zeros(16000, np.float32)]
+    for w in words:
+        parts += [read_audio(next(EXAMPLES.glob(f"{w}_*.wav")), 16000)[0], np.zeros(24000, np.float32)]
+    mic = tmp_path / "mic.wav"
+    sf.write(mic, np.concatenate(parts), 16000, subtype="PCM_16")
+    driver = _chrome(tmp_path, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                     f"--use-file-for-fake-audio-capture={mic}")
+    try:
+        driver.get(server)
+        wait = WebDriverWait(driver, 60)
+        tab = wait.until(lambda d: [b for b in d.find_elements(By.CSS_SELECTOR, "button[role=tab]")
+                                    if b.text.strip() == "Live"])
+        tab[0].click()
+        record = wait.until(lambda d: [b for b in d.find_elements(By.CSS_SELECTOR, "#live-mic button")
+                                       if b.text.strip() == "Record"])
+        record[0].click()
+
+        def heard(d):
+            rows = d.find_element(By.CSS_SELECTOR, "#live-detections").text.splitlines()
+            said = [w for line in reversed(rows) for w in words if f" {w} " in f" {line} "]
+            return said if len(said) >= 3 else False
+
+        said = WebDriverWait(driver, 60, poll_frequency=0.5).until(heard)
+        assert said[:3] == words[:3]  # in the order spoken (the page lists the newest first)
+        _screenshot(driver, tmp_path, "live.png")
     finally:
         driver.quit()

@@ -119,3 +119,38 @@ def test_make_stream_truth_round_trip_and_cli(tmp_path):
         result = json.loads(ev.stdout)
         assert {"matched_pct", "correct_pct", "wrong_pct", "false_positive_pct",
                 "false_alarms_per_hour"} <= set(result)
+
+
+@needs_model
+def test_one_hour_stream_bounded_memory_and_steady_latency(rec):
+    """An hour of audio (a command every 30 s over low noise), generated chunk by
+    chunk, runs faster than real time with flat memory and steady per-hop cost."""
+    import time
+    import tracemalloc
+
+    x, _ = read_audio(next(EXAMPLES.glob("stop_*.wav")), 16000)
+    s = StreamingRecognizer(rec)
+    rng = np.random.default_rng(0)
+    chunk = 16000  # 1 s per push
+    costs, fired = [], 0
+    tracemalloc.start()
+    started = time.perf_counter()
+    for second in range(3600):
+        block = 0.001 * rng.standard_normal(chunk).astype(np.float32)
+        if second % 30 == 10:
+            block[: len(x)] += x
+        t = time.perf_counter()
+        fired += len(s.push(block))
+        costs.append(time.perf_counter() - t)
+        if second == 300:
+            tracemalloc.reset_peak()
+            base, _ = tracemalloc.get_traced_memory()
+    current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    elapsed = time.perf_counter() - started
+    assert elapsed < 3600 / 10, f"only {3600 / elapsed:.0f}x real time"
+    assert fired == 120 and s.time_ms == 3_600_000
+    assert peak - base < 2 * 2**20, f"python memory grew {(peak - base) / 2**20:.1f} MB"
+    busy = [c for i, c in enumerate(costs) if i % 30 == 10]  # seconds with speech
+    first, last = np.median(busy[:20]), np.median(busy[-20:])
+    assert last < 3 * first + 0.005, (first, last)
