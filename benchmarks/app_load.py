@@ -16,6 +16,17 @@ import numpy as np
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
+def trimmed_rss_mb() -> float:
+    """RSS after glibc hands freed heap pages back: what is really still in use."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    return rss_mb()
+
+
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -51,14 +62,15 @@ def main() -> None:
             lat.append(seconds)
             wrong += not ok
             if (i + 1) % max(1, args.requests // 5) == 0:
-                marks.append((i + 1, rss_mb()))
+                marks.append((i + 1, rss_mb(), trimmed_rss_mb()))
     wall = time.perf_counter() - t0
     demo.close()
     ms = 1000 * np.array(lat)
     print(f"{args.requests} requests, {args.clients} concurrent clients: {wrong} wrong, "
           f"{args.requests / wall:.1f} requests/s")
     print(f"latency ms: median {np.median(ms):.0f}, p95 {np.percentile(ms, 95):.0f}, max {ms.max():.0f}")
-    print(f"server RSS MB: start {start_rss:.0f}, " + ", ".join(f"after {n}: {m:.0f}" for n, m in marks))
+    print(f"server RSS MB: start {start_rss:.0f}, " + ", ".join(
+        f"after {n}: {m:.0f} ({t:.0f} after malloc_trim)" for n, m, t in marks))
 
 
 if __name__ == "__main__":

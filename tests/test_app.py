@@ -212,3 +212,20 @@ def test_live_tab_hears_a_fake_microphone(server, tmp_path):
         _screenshot(driver, tmp_path, "live.png")
     finally:
         driver.quit()
+
+
+def test_every_bad_audio_case_gets_an_answer_or_a_message(client, tmp_path):
+    """The robustness table through the page's API: right word, or a clear
+    message (never a crash), and the server keeps serving after each."""
+    from gradio_client import handle_file
+
+    from test_robustness import _cases
+
+    for name, (path, expected) in _cases(tmp_path).items():
+        if name == "10 minutes long":
+            expected = "error:the limit is 120 s"  # the demo caps clip length
+        if expected.startswith("error:"):
+            with pytest.raises(Exception, match=expected[6:]):
+                client.predict(handle_file(str(path)), api_name="/classify")
+        else:
+            assert _label(client.predict(handle_file(str(path)), api_name="/classify")) == expected, name
