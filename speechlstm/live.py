@@ -60,22 +60,30 @@ def format_detection(d: Detection, as_json: bool) -> str:
     return f"[{int(minutes):02d}:{ms / 1000:06.3f}] {d.label} {d.score:.2f}"
 
 
+def _feed(streamer: StreamingRecognizer, block: np.ndarray, emit: Callable[[Detection], None],
+          stats: LoopStats, last: bool = False) -> None:
+    """Push one block, emit what fires, count it: the step both loops share."""
+    for det in streamer.push(block, last=last):
+        stats.detections += 1
+        emit(det)
+    stats.seconds += len(block) / streamer.input_rate
+
+
+def _finish(stats: LoopStats, streamer: StreamingRecognizer, cpu0: float) -> LoopStats:
+    stats.cpu_seconds = time.process_time() - cpu0
+    stats.model_runs, stats.gated_hops = streamer.model_runs, streamer.gated_hops
+    return stats
+
+
+def _printer(as_json: bool, out: TextIO) -> Callable[[Detection], None]:
+    return lambda det: print(format_detection(det, as_json), file=out, flush=True)
+
+
 def _consume(streamer: StreamingRecognizer, blocks: "queue.Queue[np.ndarray | None]",
-             emit: Callable[[Detection], None], stats: LoopStats, stop: threading.Event) -> None:
+             emit: Callable[[Detection], None], stats: LoopStats) -> None:
     """Worker thread: push queued blocks through the recognizer until None arrives."""
-    while True:
-        try:
-            block = blocks.get(timeout=0.1)
-        except queue.Empty:
-            if stop.is_set():
-                return
-            continue
-        if block is None:
-            return
-        for det in streamer.push(block):
-            stats.detections += 1
-            emit(det)
-        stats.seconds += len(block) / streamer.input_rate
+    while (block := blocks.get()) is not None:
+        _feed(streamer, block, emit, stats)
 
 
 def _one_thread() -> None:
@@ -99,7 +107,7 @@ def run_microphone(make_streamer: Callable[[int], StreamingRecognizer], device: 
     _one_thread()
     streamer = make_streamer(rate)
     blocks: queue.Queue = queue.Queue(maxsize=int(30_000 / block_ms))  # 30 s of audio at most
-    stats, stop = LoopStats(), threading.Event()
+    stats = LoopStats()
 
     def callback(indata, frames, time_info, status):  # PortAudio's thread: copy and hand over
         if status.input_overflow:
@@ -109,10 +117,8 @@ def run_microphone(make_streamer: Callable[[int], StreamingRecognizer], device: 
         except queue.Full:
             stats.dropped_blocks += 1
 
-    def emit(det: Detection) -> None:
-        print(format_detection(det, as_json), file=out, flush=True)
-
-    worker = threading.Thread(target=_consume, args=(streamer, blocks, emit, stats, stop), daemon=True)
+    worker = threading.Thread(target=_consume, args=(streamer, blocks, _printer(as_json, out), stats),
+                              daemon=True)
     cpu0 = time.process_time()
     try:
         stream = sd.InputStream(samplerate=rate, channels=1, dtype="float32", device=_device(device),
@@ -129,12 +135,9 @@ def run_microphone(make_streamer: Callable[[int], StreamingRecognizer], device: 
     except KeyboardInterrupt:
         pass
     finally:
-        blocks.put(None)
-        stop.set()
+        blocks.put(None)  # the stream is closed: the worker drains what is queued, then stops
         worker.join(timeout=5)
-        stats.cpu_seconds = time.process_time() - cpu0
-        stats.model_runs, stats.gated_hops = streamer.model_runs, streamer.gated_hops
-    return stats
+    return _finish(stats, streamer, cpu0)
 
 
 def run_file(make_streamer: Callable[[int], StreamingRecognizer], path: str, as_json: bool = False,
@@ -145,16 +148,11 @@ def run_file(make_streamer: Callable[[int], StreamingRecognizer], path: str, as_
     samples, rate = read_audio(path)
     _one_thread()
     streamer = make_streamer(rate)
-    stats = LoopStats()
+    stats, emit = LoopStats(), _printer(as_json, out)
     block = max(1, int(rate * block_ms / 1000))
     cpu0, started = time.process_time(), time.monotonic()
     for i in range(0, len(samples), block):
         if realtime:
             time.sleep(max(0.0, started + i / rate - time.monotonic()))
-        for det in streamer.push(samples[i : i + block], last=i + block >= len(samples)):
-            stats.detections += 1
-            print(format_detection(det, as_json), file=out, flush=True)
-    stats.seconds = len(samples) / rate
-    stats.cpu_seconds = time.process_time() - cpu0
-    stats.model_runs, stats.gated_hops = streamer.model_runs, streamer.gated_hops
-    return stats
+        _feed(streamer, samples[i : i + block], emit, stats, last=i + block >= len(samples))
+    return _finish(stats, streamer, cpu0)

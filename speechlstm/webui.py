@@ -82,11 +82,12 @@ def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS) -> gr.Blocks:
         try:
             for d in streamer.push(data):
                 state["log"].insert(0, [f"{d.time_ms / 1000:7.2f} s", d.label, f"{d.score:.2f}"])
+            del state["log"][50:]  # the session state stays bounded however long the stream runs
         except SpeechLSTMError as e:
             raise gr.Error(f"Bad audio chunk: {e}") from None
         current = streamer.last_probs
         top = {rec.labels[i]: float(current[i]) for i in np.argsort(-current)[:5]} if current is not None else {}
-        return top, state["log"][:50], state
+        return top, state["log"], state
 
     with gr.Blocks(title="speechlstm") as demo:
         gr.Markdown("# speechlstm\nSay one of: " + ", ".join(f"**{x}**" for x in rec.labels if not x.startswith("_")))
