@@ -15,13 +15,14 @@ def _uniform(gen: torch.Generator, n: int, low: float, high: float) -> torch.Ten
 
 
 class Augmenter:
-    """Waveform augmentation (shift, gain, background noise at a random SNR)
-    and SpecAugment-style masking of MFCC frames."""
+    """Waveform augmentation (speed, simulated reverberation, shift, gain,
+    background noise at a random SNR) and SpecAugment-style masking of MFCC frames."""
 
     def __init__(self, cfg: TrainConfig, features: FeatureConfig, noise: list[np.ndarray],
                  device: torch.device | str = "cpu"):
         self.cfg, self.device = cfg, torch.device(device)
         self.shift = int(features.sample_rate * cfg.shift_ms / 1000)
+        self.sample_rate = features.sample_rate
         length = features.clip_samples
         usable = [x for x in noise if len(x) >= length]
         self.bank = torch.from_numpy(np.concatenate(usable)).to(self.device) if usable else None
@@ -34,6 +35,10 @@ class Augmenter:
         """x: (B, S) -> (B, S). ``skip`` (B,) bool marks rows left alone (silence)."""
         B, S = x.shape
         keep = torch.zeros(B, dtype=torch.bool) if skip is None else skip.cpu()
+        if self.cfg.speed > 0:
+            x = self._speed(x, gen, keep)
+        if self.cfg.reverb_prob > 0:
+            x = self._reverb(x, gen, keep)
         # time shift with zero fill
         shift = torch.randint(-self.shift, self.shift + 1, (B,), generator=gen)
         shift[keep] = 0
@@ -56,6 +61,42 @@ class Augmenter:
             scale = speech_rms / (noise_rms * 10.0 ** (snr_db.to(self.device) / 20.0))
             x = x + noise * (scale * use.to(self.device)).unsqueeze(1)
         return x.clamp(-1.0, 1.0)
+
+    def _speed(self, x: torch.Tensor, gen: torch.Generator, keep: torch.Tensor) -> torch.Tensor:
+        """Resample each row about its centre by a rate in [1 - speed, 1 + speed]
+        (linear interpolation; tempo and pitch change together, as in Kaldi's speed perturbation)."""
+        B, S = x.shape
+        rate = _uniform(gen, B, 1.0 - self.cfg.speed, 1.0 + self.cfg.speed)
+        rate[keep] = 1.0
+        centre = (S - 1) / 2
+        pos = centre + (torch.arange(S, dtype=torch.float32).unsqueeze(0) - centre) * rate.unsqueeze(1)  # (B, S)
+        inside = ((pos >= 0) & (pos <= S - 1)).to(self.device)
+        lo = pos.floor().clamp(0, S - 1).long()
+        frac = (pos - lo).clamp(0, 1).to(self.device)
+        lo, hi = lo.to(self.device), (lo + 1).clamp(max=S - 1).to(self.device)
+        y = x.gather(1, lo) * (1 - frac) + x.gather(1, hi) * frac
+        return y * inside
+
+    def _reverb(self, x: torch.Tensor, gen: torch.Generator, keep: torch.Tensor) -> torch.Tensor:
+        """Convolve chosen rows with a synthetic room response: a direct path plus
+        exponentially decaying noise with an RT60 drawn from ``reverb_rt60_s``;
+        the output keeps the input's RMS."""
+        B, S = x.shape
+        use = (torch.rand(B, generator=gen) < self.cfg.reverb_prob) & ~keep
+        if not use.any():
+            return x
+        rt60 = _uniform(gen, B, *self.cfg.reverb_rt60_s)
+        L = int(self.sample_rate * self.cfg.reverb_rt60_s[1])
+        t = torch.arange(L, dtype=torch.float32) / self.sample_rate
+        decay = torch.exp(-6.9078 * t.unsqueeze(0) / rt60.unsqueeze(1))  # -60 dB at rt60
+        rir = torch.randn(B, L, generator=gen) * decay
+        rir[:, 0] = 1.0 / 0.3  # direct path dominates the onset
+        rir = (rir / rir.norm(dim=1, keepdim=True)).to(self.device)
+        n = 1 << (S + L - 1).bit_length()
+        wet = torch.fft.irfft(torch.fft.rfft(x, n) * torch.fft.rfft(rir, n), n)[:, :S]
+        rms = x.pow(2).mean(1, keepdim=True).sqrt()
+        wet = wet * rms / wet.pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-8)
+        return torch.where(use.to(self.device).unsqueeze(1), wet, x)
 
     def spec(self, f: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """f: (B, T, C) normalised features -> same shape with time/frequency bands zeroed."""

@@ -106,17 +106,30 @@ def safe_load(path: str | os.PathLike) -> Any:
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({str(e).splitlines()[0]})") from None
 
 
+def checkpoint_meta(ckpt: Checkpoint) -> dict[str, Any]:
+    """Everything but the weights, JSON-safe: what an exported model carries so
+    that a Recognizer can rebuild labels and features from it alone."""
+    return {"format": FORMAT, "version": FORMAT_VERSION, "features": to_dict(ckpt.features),
+            "model": to_dict(ckpt.model), "train": to_dict(ckpt.train), "labels": list(ckpt.labels),
+            "metrics": dict(ckpt.metrics), "provenance": dict(ckpt.provenance)}
+
+
 def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
     """Load and validate a checkpoint (None: the shipped commands12 model)."""
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
-    raw = safe_load(path)
+    return checkpoint_from_dict(safe_load(path), path)
+
+
+def checkpoint_from_dict(raw: Any, path: Path, weights: bool = True) -> Checkpoint:
+    """Validate a loaded checkpoint dict (``weights=False``: exported-model metadata)."""
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a speechlstm checkpoint (no 'format': '{FORMAT}' entry)")
     version = raw.get("version")
     if version != FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format version {version!r}; this speechlstm reads version {FORMAT_VERSION}")
-    missing = [k for k in ("features", "model", "train", "labels", "state_dict") if k not in raw]
+    missing = [k for k in ("features", "model", "train", "labels", "state_dict")[: 5 if weights else 4]
+               if k not in raw]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
     try:
@@ -125,7 +138,7 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
             model=from_dict(ModelConfig, raw["model"]),
             train=from_dict(TrainConfig, raw["train"]),
             labels=[str(x) for x in raw["labels"]],
-            state_dict=raw["state_dict"],
+            state_dict=raw["state_dict"] if weights else {},
             metrics=dict(raw.get("metrics") or {}),
             provenance=dict(raw.get("provenance") or {}),
             source=path.resolve(),

@@ -11,24 +11,48 @@ from .errors import SpeechLSTMError
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .config import FeatureConfig, ModelConfig, TrainConfig
+    from .config import FeatureConfig, ModelConfig, TrainConfig, from_dict
     from .train import train
 
-    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed", "task")
-                 if getattr(args, k) is not None}
-    model = {k: getattr(args, k) for k in ("hidden_size", "num_layers") if getattr(args, k) is not None}
+    sections: dict[str, dict] = {"train": {}, "model": {}, "features": {}}
+    sections["train"] = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed", "task")
+                         if getattr(args, k) is not None}
+    sections["model"] = {k: getattr(args, k) for k in ("hidden_size", "num_layers")
+                         if getattr(args, k) is not None}
+    for item in args.set or []:  # --set model.conv_stride=4 --set train.snr_db=[0,10]
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot or section not in sections:
+            raise SpeechLSTMError(f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of "
+                                  f"{', '.join(sections)}")
+        try:
+            sections[section][name] = json.loads(raw)
+        except json.JSONDecodeError:
+            sections[section][name] = raw  # a bare string such as meanmax
     if args.max_steps is not None and args.max_steps <= 0:
         raise SpeechLSTMError("--max-steps must be positive")
-    train(args.data_dir, args.out, TrainConfig(**overrides), FeatureConfig(), ModelConfig(**model),
+    train(args.data_dir, args.out, from_dict(TrainConfig, sections["train"]),
+          from_dict(FeatureConfig, sections["features"]), from_dict(ModelConfig, sections["model"]),
           device=args.device, resume=args.resume, cache_dir=args.cache_dir, progress=not args.quiet,
-          max_steps=args.max_steps)
+          max_steps=args.max_steps, extra_data=tuple(args.extra_data or ()))
     return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from .synth import EXTRA_UNKNOWN, WORDS35, synthesize
+
+    texts = tuple(args.words) if args.words else WORDS35 + (() if args.no_extra_unknown else EXTRA_UNKNOWN)
+    counts = synthesize(args.out, texts, per_word=args.per_word,
+                        engines=args.engines.split(",") if args.engines else None, seed=args.seed,
+                        jobs=args.jobs, progress=not args.quiet)
+    print(f"{args.out}: {counts['rendered']} rendered, {counts['cached']} cached, {counts['failed']} failed")
+    return 1 if counts["failed"] and not (counts["rendered"] + counts["cached"]) else 0
 
 
 def _predict(args: argparse.Namespace) -> int:
     from .infer import Recognizer
 
-    rec = Recognizer.from_checkpoint(args.checkpoint, device=args.device)
+    rec = Recognizer.from_checkpoint(args.checkpoint, device=args.device, int8=args.int8)
     failed = 0
     for path in args.files:
         try:
@@ -51,7 +75,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, find_items, table, write_report
     from .infer import Recognizer
 
-    rec = Recognizer.from_checkpoint(args.checkpoint, device=args.device)
+    rec = Recognizer.from_checkpoint(args.checkpoint, device=args.device, int8=args.int8)
     items = find_items(args.data, args.split)
     report = evaluate(rec, items, batch_size=args.batch_size, progress=not args.quiet)
     d = report.data
@@ -61,6 +85,25 @@ def _evaluate(args: argparse.Namespace) -> int:
           f"clips ({d['layout']} layout); ECE {d['ece']:.3f}; {len(d['unreadable'])} unreadable")
     if args.out:
         print(f"report written to {write_report(report, args.out)}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .export import export_model
+
+    out = export_model(load_checkpoint(args.checkpoint), args.out, args.format, int8=args.int8)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, {args.format}{', int8' if args.int8 else ''}); "
+          f"input 'waveform' (batch, samples) float32, outputs 'logits' and 'mfcc'")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import format_table, run_bench
+
+    result = run_bench(args.checkpoint, args.device, quick=args.quick,
+                       log=(lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True)))
+    print(json.dumps(result, indent=1) if args.json else format_table(result))
     return 0
 
 
@@ -163,8 +206,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from <out>.train-state.pt")
     t.add_argument("--cache-dir", help="where decoded clips are cached (default ~/.cache/speechlstm)")
     t.add_argument("--max-steps", type=int, help="cap optimizer steps per epoch (smoke runs)")
+    t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="any config field, e.g. model.conv_stride=4, train.speed=0.1, features.hop_ms=20 "
+                        "(repeatable; values are JSON)")
+    t.add_argument("--extra-data", action="append", metavar="DIR",
+                   help="extra training clips in word/*.wav folders, e.g. `speechlstm synth` output")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=_train)
+
+    y = sub.add_parser("synth", help="render synthetic training speech with offline TTS engines")
+    y.add_argument("--out", required=True, help="output tree (word/*.wav); existing renders are reused")
+    y.add_argument("--per-word", type=int, default=60, help="renders per word or phrase")
+    y.add_argument("--words", nargs="+", help="texts to render (default: the 35 words + extra unknowns)")
+    y.add_argument("--no-extra-unknown", action="store_true", help="only the dataset's 35 words")
+    y.add_argument("--engines", help="comma list of espeak-ng,flite,festival (default: all installed)")
+    y.add_argument("--seed", type=int, default=0)
+    y.add_argument("--jobs", type=int, help="parallel renders (default: CPU count)")
+    y.add_argument("--quiet", action="store_true")
+    y.set_defaults(func=_synth)
 
     r = sub.add_parser("predict", help="recognize the command in audio files")
     r.add_argument("files", nargs="+")
@@ -172,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--top-k", type=int, default=3)
     r.add_argument("--json", action="store_true", help="one JSON object per line")
     r.add_argument("--device", default="auto")
+    r.add_argument("--int8", action="store_true", help="dynamic int8 quantization (CPU)")
     r.set_defaults(func=_predict)
 
     sub.add_parser("serve", help="start the web demo (same as python app.py; see serve --help)",
@@ -186,8 +246,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, help="folder for report.json, report.md and the PNGs")
     e.add_argument("--batch-size", type=int, default=128)
     e.add_argument("--device", default="auto")
+    e.add_argument("--int8", action="store_true", help="dynamic int8 quantization (CPU)")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=_evaluate)
+
+    x = sub.add_parser("export", help="write an ONNX or TorchScript model (waveform in, MFCC inside)")
+    x.add_argument("out", type=Path, help="file to write, e.g. commands12.onnx")
+    x.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    x.add_argument("--int8", action="store_true", help="int8 weights (dynamic quantization)")
+    x.add_argument("--checkpoint", help="checkpoint file (default: the shipped commands12 model)")
+    x.set_defaults(func=_export)
+
+    b = sub.add_parser("bench", help="latency, throughput, MFCC and streaming cost, memory")
+    b.add_argument("--checkpoint", help="checkpoint file (default: the shipped commands12 model)")
+    b.add_argument("--device", default="cpu", help="cpu or cuda")
+    b.add_argument("--json", action="store_true", help="print the figures as JSON")
+    b.add_argument("--quick", action="store_true", help="shorter timing loops (noisier)")
+    b.set_defaults(func=_bench)
 
     m = sub.add_parser("make-stream", help="build a long test recording with ground truth")
     m.add_argument("--data", required=True, help="Speech Commands root")

@@ -124,12 +124,18 @@ class TrainConfig:
     patience: int = 12  # early stopping: epochs without validation improvement
     seed: int = 0
     silence_ratio: float = 0.1  # silence clips per command clip (1/12 of the total)
-    unknown_ratio: float = 0.1  # unknown clips per command clip
+    unknown_ratio: float = 0.1  # unknown clips per command clip in training (evaluation: always 0.1)
+    synth_ratio: float = 0.0  # synthetic (TTS) clips per real command clip, when extra data is given
+    ema_decay: float = 0.0  # >0: keep, evaluate and save an exponential moving average of the weights
+    mixup_alpha: float = 0.0  # >0: mixup of waveforms with Beta(alpha, alpha) weights
     # augmentation (training only)
     noise_prob: float = 0.8
     snr_db: tuple[float, float] = (0.0, 20.0)
     shift_ms: float = 100.0
     gain_db: float = 6.0
+    speed: float = 0.0  # speed perturbation: rate drawn from [1 - speed, 1 + speed] (tempo and pitch)
+    reverb_prob: float = 0.0  # chance of a simulated room (exponential-decay impulse response)
+    reverb_rt60_s: tuple[float, float] = (0.1, 0.6)
     time_masks: int = 2
     time_mask_frames: int = 10
     freq_masks: int = 2
@@ -142,3 +148,12 @@ class TrainConfig:
             raise ConfigError("epochs, batch_size and lr must be positive")
         if len(self.snr_db) != 2 or self.snr_db[0] > self.snr_db[1]:
             raise ConfigError(f"snr_db must be (low, high), got {self.snr_db}")
+        if len(self.reverb_rt60_s) != 2 or not 0 < self.reverb_rt60_s[0] <= self.reverb_rt60_s[1]:
+            raise ConfigError(f"reverb_rt60_s must be (low, high) > 0, got {self.reverb_rt60_s}")
+        if not 0 <= self.speed < 0.5:
+            raise ConfigError(f"speed must be in [0, 0.5), got {self.speed}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        for name in ("unknown_ratio", "silence_ratio", "synth_ratio", "mixup_alpha", "reverb_prob"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -26,6 +26,7 @@ SILENCE, UNKNOWN = "_silence_", "_unknown_"
 NOISE_DIR = "_background_noise_"
 SPLITS = ("train", "validation", "test")
 CACHE_VERSION = 1
+EVAL_UNKNOWN_RATIO = 0.1  # validation/test: unknown clips per command clip, whatever training uses
 _MAX_WAVS_PER_CLASS = 2**27 - 1  # from the dataset's README
 
 
@@ -48,9 +49,10 @@ def hash_split(filename: str, validation_pct: float = 10.0, testing_pct: float =
 
 @dataclass(frozen=True)
 class Clip:
-    rel: str  # "word/speaker_nohash_n.wav", the form the list files use
+    rel: str  # "word/speaker_nohash_n.wav", the form the list files use (extra data: absolute)
     word: str
     split: str
+    synthetic: bool = False  # from an extra (e.g. TTS) directory: training only
 
 
 @dataclass
@@ -64,7 +66,7 @@ class SpeechCommandsIndex:
 
     @property
     def words(self) -> list[str]:
-        return sorted({c.word for c in self.clips})
+        return sorted({c.word for c in self.clips if not c.synthetic})
 
     @classmethod
     def scan(cls, root: str | os.PathLike) -> "SpeechCommandsIndex":
@@ -91,6 +93,20 @@ class SpeechCommandsIndex:
             raise DataError(f"{root}: word folders hold no .wav files")
         noise = sorted((root / NOISE_DIR).glob("*.wav")) if (root / NOISE_DIR).is_dir() else []
         return cls(root, clips, noise, source)
+
+    def add_training_dir(self, root: str | os.PathLike) -> int:
+        """Add every ``word/*.wav`` under ``root`` (e.g. `speechlstm synth` output)
+        as synthetic training clips. Returns how many were added."""
+        root = Path(root).resolve()
+        if not root.is_dir():
+            raise DataError(f"{root}: not a directory")
+        found = [Clip(str(f), d.name, "train", synthetic=True)
+                 for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+                 for f in sorted(d.glob("*.wav"))]
+        if not found:
+            raise DataError(f"{root}: no word folders with .wav files")
+        self.clips += found
+        return len(found)
 
 
 def _read_list(path: Path) -> list[str]:
@@ -199,11 +215,14 @@ class SpeechCommands:
     def __init__(self, root: str | os.PathLike, task: str = "commands12", *, sample_rate: int = 16000,
                  clip_samples: int = 16000, cache_dir: str | os.PathLike | None = None,
                  silence_ratio: float = 0.1, unknown_ratio: float = 0.1, seed: int = 0,
-                 progress: bool = True):
+                 progress: bool = True, extra_dirs: tuple[str | os.PathLike, ...] = (),
+                 synth_ratio: float = 0.0):
         self.index = SpeechCommandsIndex.scan(root)
         self.task, self.seed = task, seed
         self.labels = task_labels(task, self.index.words)
-        self.silence_ratio, self.unknown_ratio = silence_ratio, unknown_ratio
+        for extra in extra_dirs:
+            self.index.add_training_dir(extra)
+        self.silence_ratio, self.unknown_ratio, self.synth_ratio = silence_ratio, unknown_ratio, synth_ratio
         self.clip_samples = clip_samples
         self.cache = ClipCache.build(self.index, sample_rate, clip_samples, cache_dir, progress)
         self.noise = [read_audio(p, sample_rate)[0] for p in self.index.noise_files]
@@ -212,6 +231,9 @@ class SpeechCommands:
         label_of = {w: i for i, w in enumerate(self.labels)}
         self._known: dict[str, tuple[list[int], list[int]]] = {}  # split -> (rows, labels)
         self._unknown_pool: dict[str, list[int]] = {}
+        self._synth: tuple[list[int], list[int]] = ([], [])  # known-word synthetic (rows, labels)
+        self._synthetic_rows = {self.cache.rows[c.rel] for c in self.index.clips
+                                if c.synthetic and c.rel in self.cache.rows}
         for split in SPLITS:
             rows, labels, pool = [], [], []
             for clip in self.index.clips:
@@ -219,10 +241,11 @@ class SpeechCommands:
                     continue
                 row = self.cache.rows[clip.rel]
                 if clip.word in label_of:
-                    rows.append(row)
-                    labels.append(label_of[clip.word])
+                    target = self._synth if clip.synthetic else (rows, labels)
+                    target[0].append(row)
+                    target[1].append(label_of[clip.word])
                 elif task == "commands12":
-                    pool.append(row)
+                    pool.append(row)  # synthetic non-command words are unknown speech too
             self._known[split], self._unknown_pool[split] = (rows, labels), pool
 
     @property
@@ -237,14 +260,30 @@ class SpeechCommands:
         rng = rng or np.random.default_rng([self.seed, SPLITS.index(name)])
         rows, labels = self._known[name]
         rows, labels = list(rows), list(labels)
+        n_real = len(rows)
+        if name == "train" and self.synth_ratio > 0 and self._synth[0]:
+            n_synth = min(math.ceil(self.synth_ratio * n_real), len(self._synth[0]))
+            pick = rng.choice(len(self._synth[0]), size=n_synth, replace=False)
+            rows += [self._synth[0][i] for i in pick]
+            labels += [self._synth[1][i] for i in pick]
         if self.task == "commands12":
-            n_silence = math.ceil(self.silence_ratio * len(rows))
+            n_silence = math.ceil(self.silence_ratio * n_real)
             pool = self._unknown_pool[name]
-            n_unknown = min(math.ceil(self.unknown_ratio * len(rows)), len(pool))
+            ratio = self.unknown_ratio if name == "train" else EVAL_UNKNOWN_RATIO
+            n_unknown = min(math.ceil(ratio * n_real), len(pool))
             unknown = rng.choice(pool, size=n_unknown, replace=False) if n_unknown else []
             rows += list(unknown) + [-1] * n_silence
             labels += [self.labels.index(UNKNOWN)] * n_unknown + [self.labels.index(SILENCE)] * n_silence
         return SplitSet(np.asarray(rows, dtype=np.int64), np.asarray(labels, dtype=np.int64))
+
+    def unknown_set(self, name: str) -> SplitSet:
+        """Every out-of-vocabulary clip of a real split, labelled _unknown_ (commands12):
+        what the open-set (OOV) rate is measured on."""
+        pool = self._unknown_pool[name] if self.task == "commands12" else []
+        if name == "train":
+            pool = [r for r in pool if r not in self._synthetic_rows]
+        return SplitSet(np.asarray(pool, dtype=np.int64),
+                        np.full(len(pool), self.labels.index(UNKNOWN) if pool else 0, dtype=np.int64))
 
     def split_sizes(self) -> dict[str, int]:
         return {name: len(self.split(name)) for name in SPLITS}

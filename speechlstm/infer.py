@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -12,7 +13,9 @@ import torch
 
 from .audio import AudioSource, pad_or_trim, read_audio, speech_window
 from .checkpoint import Checkpoint, load_checkpoint
-from .model import resolve_device
+from .errors import ConfigError
+from .export import Runner, TorchRunner, WithFeatures, exported_kind, load_exported, quantize_int8
+from .model import count_parameters, resolve_device
 
 
 @dataclass(frozen=True)
@@ -41,37 +44,60 @@ class Recognizer:
     >>> rec = Recognizer.from_checkpoint()          # the shipped commands12 model
     >>> rec.predict_file("yes.wav").label
     'yes'
+
+    The same API runs an int8-quantized model (``int8=True``) or an exported
+    ONNX / TorchScript file (``from_checkpoint("model.onnx")``).
     """
 
-    def __init__(self, checkpoint: Checkpoint, device: str = "auto"):
+    def __init__(self, checkpoint: Checkpoint, device: str = "auto", *, int8: bool = False,
+                 runner: Runner | None = None):
         self.checkpoint = checkpoint
         self.device = resolve_device(device)
-        self.model = checkpoint.build_model().to(self.device)
+        if runner is None:
+            model = checkpoint.build_model()
+            if int8:
+                if self.device.type != "cpu":
+                    raise ConfigError("int8 (dynamic quantization) runs on the CPU only; use device='cpu'")
+                runner = TorchRunner(WithFeatures(quantize_int8(model)), self.device, "int8")
+            else:
+                runner = TorchRunner(WithFeatures(model), self.device, "fp32")
+        self.runner = runner
+        self.backend: str = runner.kind  # "fp32", "int8", "onnx" or "torchscript"
+        self.parameters: int = int(checkpoint.provenance.get("parameters") or (
+            count_parameters(checkpoint.build_model()) if checkpoint.state_dict else 0))
         self.labels: list[str] = list(checkpoint.labels)
         self.sample_rate: int = checkpoint.features.sample_rate
         self.clip_samples: int = checkpoint.features.clip_samples
         self._hop = checkpoint.features.hop_samples
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike | None = None, device: str = "auto") -> "Recognizer":
-        """Load a checkpoint file; ``None`` loads the shipped commands12 model."""
-        return cls(load_checkpoint(path), device)
+    def from_checkpoint(cls, path: str | os.PathLike | None = None, device: str = "auto", *,
+                        int8: bool = False, threads: int | None = None) -> "Recognizer":
+        """Load a checkpoint (``None``: the shipped commands12 model) or an exported
+        ``.onnx`` / TorchScript file. ``int8``: dynamic int8 quantization (CPU);
+        ``threads``: ONNX Runtime's thread count (torch's is global: torch.set_num_threads)."""
+        if path is not None and Path(path).is_file() and exported_kind(Path(path)):
+            if int8:
+                raise ConfigError(f"{path} is an exported model; quantize at export time (--int8)")
+            ckpt, runner = load_exported(path, resolve_device(device), threads)
+            return cls(ckpt, device, runner=runner)
+        return cls(load_checkpoint(path), device, int8=int8)
 
     # ---------------------------------------------------------------- core
-    @torch.no_grad()
+    def logits(self, clips: np.ndarray | torch.Tensor) -> np.ndarray:
+        """(B, clip_samples) float waveforms at the model rate -> (B, n_labels) logits."""
+        x = np.asarray(clips.detach().cpu() if isinstance(clips, torch.Tensor) else clips, dtype=np.float32)
+        return self.runner(x.reshape(-1, x.shape[-1]))[0]
+
     def probabilities(self, clips: np.ndarray | torch.Tensor) -> np.ndarray:
         """(B, clip_samples) float waveforms at the model rate -> (B, n_labels) probabilities."""
-        x = torch.as_tensor(clips, dtype=torch.float32)
-        if x.dim() == 1:
-            x = x.unsqueeze(0)
-        logits = self.model(x.to(self.device))  # (B, n_labels)
-        return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        z = self.logits(clips)
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
 
-    @torch.no_grad()
     def mfcc(self, clip: np.ndarray) -> np.ndarray:
         """The model's own features of one clip: (frames, n_mfcc)."""
-        x = torch.as_tensor(clip, dtype=torch.float32).reshape(1, -1).to(self.device)
-        return self.model.features(x)[0].cpu().numpy()
+        return self.runner(np.asarray(clip, dtype=np.float32).reshape(1, -1))[1][0]
 
     def window(self, samples: np.ndarray) -> tuple[np.ndarray, int]:
         """Mono samples at the model rate -> (the 1 s clip around the speech, its start)."""

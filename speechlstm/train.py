@@ -68,12 +68,15 @@ def _git_commit() -> str | None:
 def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig = TrainConfig(),
           features: FeatureConfig = FeatureConfig(), model_cfg: ModelConfig = ModelConfig(), *,
           device: str = "auto", resume: bool = False, cache_dir: str | os.PathLike | None = None,
-          progress: bool = True, max_steps: int | None = None) -> Result:
+          progress: bool = True, max_steps: int | None = None,
+          extra_data: tuple[str | os.PathLike, ...] = ()) -> Result:
     """Train a model and write the best-on-validation checkpoint to ``out``.
 
     Beside it: ``<out>.metrics.csv`` (one row per epoch) and
     ``<out>.train-state.pt`` (what --resume continues from). ``max_steps``
-    caps optimizer steps per epoch (smoke tests).
+    caps optimizer steps per epoch (smoke tests). ``extra_data``: directories of
+    extra training clips in ``word/*.wav`` form (e.g. `speechlstm synth` output),
+    mixed in at ``cfg.synth_ratio``; their non-command words join the unknown pool.
     """
     out, dev = Path(out), resolve_device(device)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -81,7 +84,8 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
     data = SpeechCommands(data_dir, cfg.task, sample_rate=features.sample_rate,
                           clip_samples=features.clip_samples, cache_dir=cache_dir,
                           silence_ratio=cfg.silence_ratio, unknown_ratio=cfg.unknown_ratio,
-                          seed=cfg.seed, progress=progress)
+                          seed=cfg.seed, progress=progress, extra_dirs=tuple(extra_data),
+                          synth_ratio=cfg.synth_ratio)
     if data.skipped:
         tqdm.write(f"skipped {len(data.skipped)} unreadable clip(s), e.g. {data.skipped[0][0]}: "
                    f"{data.skipped[0][1]}")
@@ -98,6 +102,10 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
     use_amp = dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     augment = Augmenter(cfg, features, data.noise, dev)
+    ema = (torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        if cfg.ema_decay > 0 else None)
+    judged = ema.module if ema is not None else model  # what validation sees and what is saved
     silence = data.labels.index(SILENCE) if SILENCE in data.labels else -1
 
     start_epoch, best_acc, best_epoch, bad_epochs = 0, -1.0, -1, 0
@@ -113,6 +121,8 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
         scaler.load_state_dict(st["scaler"])
+        if ema is not None:
+            ema.load_state_dict(st["ema"])
         start_epoch, best_acc, best_epoch, bad_epochs = (st["epoch"], st["best_acc"], st["best_epoch"],
                                                          st["bad_epochs"])
         _truncate_csv(metrics_path(out), start_epoch)  # rows of an epoch cut short by the crash
@@ -139,10 +149,18 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
                 break
             wave, y = wave.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             wave = augment.wave(wave, gen, skip=(y == silence).cpu())
+            lam, partner = 1.0, y
+            if cfg.mixup_alpha > 0:  # mix each clip with another of the batch
+                lam = float(rng.beta(cfg.mixup_alpha, cfg.mixup_alpha))
+                perm = torch.randperm(len(y), generator=gen).to(dev)
+                wave, partner = lam * wave + (1 - lam) * wave[perm], y[perm]
             with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
                 feats = augment.spec(model.features(wave), gen)  # (B, T, n_mfcc)
                 logits = model.classify(feats)  # (B, n_classes)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                if lam < 1.0:
+                    loss = lam * loss + (1 - lam) * F.cross_entropy(
+                        logits.float(), partner, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
@@ -150,12 +168,14 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
             scaler.step(opt)
             scaler.update()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
             seen += len(y)
             correct += (logits.argmax(1) == y).sum().item()
             loss_sum += loss.item() * len(y)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         bar.close()
-        val_loss, val_acc, _ = evaluate(model, data, val, dev, seed=cfg.seed)
+        val_loss, val_acc, _ = evaluate(judged, data, val, dev, seed=cfg.seed)
         row = {"epoch": epoch + 1, "train_loss": round(loss_sum / max(1, seen), 5),
                "train_acc": round(correct / max(1, seen), 5), "val_loss": round(val_loss, 5),
                "val_acc": round(val_acc, 5), "lr": f"{sched.get_last_lr()[0]:.3g}",
@@ -164,7 +184,7 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
         improved = val_acc > best_acc
         if improved:
             best_acc, best_epoch, bad_epochs = val_acc, epoch + 1, 0
-            _save(out, model, data, features, model_cfg, cfg, data_dir, dev,
+            _save(out, judged, data, features, model_cfg, cfg, data_dir, dev,
                   {"val_acc": val_acc, "val_loss": val_loss, "best_epoch": best_epoch}, started)
         else:
             bad_epochs += 1
@@ -174,13 +194,18 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
         atomic_torch_save({**configs, "epoch": epoch + 1, "model_state": model.state_dict(),
                            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                            "scaler": scaler.state_dict(), "best_acc": best_acc, "best_epoch": best_epoch,
-                           "bad_epochs": bad_epochs}, state_path(out))
+                           "bad_epochs": bad_epochs, **({"ema": ema.state_dict()} if ema else {})},
+                          state_path(out))
 
     # Report the test split once, on the model chosen by validation.
     best = load_checkpoint(out)
     net = best.build_model().to(dev)
     test_loss, test_acc, _ = evaluate(net, data, data.split("test"), dev, seed=cfg.seed)
     best.metrics.update({"test_acc": test_acc, "test_loss": test_loss})
+    for name, key in (("validation", "val"), ("test", "test")):  # open set: every OOV clip -> _unknown_?
+        oov = data.unknown_set(name)
+        if len(oov):
+            best.metrics[f"{key}_unknown_recall"] = evaluate(net, data, oov, dev, seed=cfg.seed)[1]
     best.provenance["train_seconds"] = round(time.time() - started, 1)
     save_checkpoint(best, out)
     tqdm.write(f"best epoch {best_epoch}: val acc {best.metrics['val_acc']:.4f}, test acc {test_acc:.4f} "
@@ -217,6 +242,7 @@ def _save(out: Path, model: KeywordBiLSTM, data: SpeechCommands, features: Featu
         "skipped_clips": len(data.skipped),
         "seed": cfg.seed,
         "epochs": cfg.epochs,
+        "synthetic_clips": sum(c.synthetic for c in data.index.clips),
         "commit": _git_commit(),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "torch": str(torch.__version__),

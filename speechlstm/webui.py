@@ -17,7 +17,6 @@ from .audio import read_audio  # noqa: E402
 from .checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
 from .errors import SpeechLSTMError  # noqa: E402
 from .infer import Recognizer  # noqa: E402
-from .model import count_parameters  # noqa: E402
 from .stream import StreamingRecognizer  # noqa: E402
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
@@ -30,7 +29,7 @@ def model_card(rec: Recognizer) -> str:
     ck = rec.checkpoint
     m = ck.metrics
     rows = [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in m.items()]
-    n_params = count_parameters(rec.model)
+    n_params = rec.parameters
     card = [
         "## Model", "",
         f"Bidirectional LSTM on MFCCs, {n_params:,} parameters, {len(rec.labels)} labels: {', '.join(f'`{x}`' for x in rec.labels)}.", "",

