@@ -22,7 +22,12 @@ from pathlib import Path
 
 import torch
 
-# name -> --set overrides on top of the defaults (the shipped configuration at the time of writing)
+# The configuration the ablations started from (the first shipped model), spelled out so that
+# the table keeps its meaning when the defaults move: every run gets BASE, then its own overrides.
+BASE = ["model.conv_stride=2", "model.num_layers=2", "model.hidden_size=128", "train.speed=0.0",
+        "train.patience=12", "train.epochs=60", "train.unknown_ratio=0.1"]
+
+# name -> --set overrides on top of BASE
 ABLATIONS: dict[str, list[str]] = {
     "baseline": [],
     "stride3": ["model.conv_stride=3"],
@@ -43,10 +48,11 @@ ABLATIONS: dict[str, list[str]] = {
     "fs_speed20": ["model.conv_stride=4", "model.num_layers=1", "train.speed=0.2"],
     "fs_reverb30": ["model.conv_stride=4", "model.num_layers=1", "train.speed=0.1", "train.reverb_prob=0.3"],
     "fs_no_early_stop": ["model.conv_stride=4", "model.num_layers=1", "train.speed=0.1", "train.patience=60"],
-    "fs_synth25": ["model.conv_stride=4", "model.num_layers=1", "train.speed=0.1", "train.synth_ratio=0.25"],
-    "fs_synth25_unknown30": ["model.conv_stride=4", "model.num_layers=1", "train.speed=0.1",
-                             "train.synth_ratio=0.25", "train.unknown_ratio=0.3"],
-    "baseline_speed10": ["train.speed=0.1"],
+    "fs_synth25": ["model.conv_stride=4", "model.num_layers=1", "train.speed=0.1", "train.patience=60",
+                   "train.synth_ratio=0.25"],
+    "fs_synth25_pooled": ["model.conv_stride=4", "model.num_layers=1", "train.speed=0.1", "train.patience=60",
+                          "train.synth_ratio=0.25", "train.synth_unknowns=\"pooled\""],
+    "baseline_speed10": ["train.speed=0.1", "train.patience=60"],
     "reverb30": ["train.reverb_prob=0.3"],
     "mixup02": ["train.mixup_alpha=0.2"],
     "ema995": ["train.ema_decay=0.995"],
@@ -65,7 +71,7 @@ def run_one(name: str, seed: int, args: argparse.Namespace, threads: int) -> dic
         out.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "speechlstm", "train", "--data-dir", args.data_dir, "--out", str(out),
                "--seed", str(seed), "--device", args.device, "--quiet"]
-        for s in ABLATIONS[name] + (args.set or []):
+        for s in BASE + ABLATIONS[name] + (args.set or []):
             cmd += ["--set", s]
         for d in args.extra_data or []:
             cmd += ["--extra-data", d]
@@ -86,18 +92,25 @@ def run_one(name: str, seed: int, args: argparse.Namespace, threads: int) -> dic
 
 
 def summarize(rows: list[dict]) -> str:
-    lines = [f"{'setting':<16} {'n':>2} {'val acc %':>14} {'val OOV->unknown %':>20}"]
+    """Markdown table: mean +- sd over seeds per setting."""
+    lines = ["| setting | overrides | seeds | val acc % | val OOV -> _unknown_ % | best epochs | train s (1 thread) |",
+             "|---|---|---|---|---|---|---|"]
     for name in dict.fromkeys(r["setting"] for r in rows):
         ok = [r for r in rows if r["setting"] == name and r.get("val_acc") is not None]
         if not ok:
-            lines.append(f"{name:<16}  failed")
+            lines.append(f"| {name} | | failed | | | | |")
             continue
 
-        def ms(key: str) -> str:
-            v = [100 * r[key] for r in ok if r.get(key) is not None]
-            return f"{statistics.mean(v):.2f} +- {statistics.stdev(v) if len(v) > 1 else 0:.2f}" if v else "-"
+        def ms(key: str, scale: float = 100.0, digits: int = 2) -> str:
+            v = [scale * r[key] for r in ok if r.get(key) is not None]
+            if not v:
+                return "-"
+            return f"{statistics.mean(v):.{digits}f} ± {statistics.stdev(v) if len(v) > 1 else 0:.{digits}f}"
 
-        lines.append(f"{name:<16} {len(ok):>2} {ms('val_acc'):>14} {ms('val_unknown_recall'):>20}")
+        sets = " ".join(f"`{s}`" for s in ABLATIONS[name]) or "(BASE)"
+        epochs = ", ".join(str(r["best_epoch"]) for r in ok)
+        lines.append(f"| {name} | {sets} | {', '.join(str(r['seed']) for r in ok)} | {ms('val_acc')} | "
+                     f"{ms('val_unknown_recall')} | {epochs} | {ms('train_seconds', 1.0, 0)} |")
     return "\n".join(lines)
 
 
@@ -112,7 +125,13 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1, help="runs at once")
     p.add_argument("--device", default="auto")
     p.add_argument("--cache-dir")
+    p.add_argument("--report", action="store_true", help="only tabulate the runs already in --out")
     args = p.parse_args()
+    if args.report:
+        names = args.only or list(ABLATIONS)
+        done = [(n, s) for n in names for s in args.seeds if (Path(args.out) / n / f"seed{s}.pt").is_file()]
+        print(summarize([run_one(n, s, args, 1) for n, s in done]))
+        return
     names = args.only or [n for n in ABLATIONS if not n.startswith("synth") or args.extra_data]
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     todo = [(n, s) for n in names for s in args.seeds]

@@ -79,48 +79,54 @@ def run_bench(checkpoint: str | os.PathLike | None = None, device: str = "cpu", 
     results["parameters"] = fp32.parameters
     results["checkpoint_mb"] = round(ckpt.source.stat().st_size / 1e6, 2)
     clips = bench_clips(fp32, max(batch_sizes))
-    one = clips[:1]
 
-    # --- single clip, batch 1, one thread, MFCC included
-    runners: dict[str, Recognizer] = {"fp32": fp32}
+    # --- PyTorch first (fp32, int8), so that the peak memory of serving is read before any export
+    runners: dict[str, Recognizer] = {"fp32": fp32}  # single clip: batch 1, one thread, MFCC included
     if dev.type == "cpu":
         runners["int8"] = Recognizer(ckpt, "cpu", int8=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        if dev.type == "cpu" and onnx:
+    _measure(runners, runners, clips, batch_sizes, min_s, results, log)
+    results["mfcc"] = _bench_mfcc(fp32, clips[:1], min_s)  # torchaudio front end vs librosa, one thread
+    results["stream_hop"] = _bench_stream(fp32, clips, min_s)  # ring buffer + model + smoothing, one thread
+    if dev.type == "cuda":
+        results["cuda"] = _bench_cuda(ckpt, dev, clips, min_s, log)
+    results["peak_rss_mb"] = _peak_rss_mb()  # everything above: what serving this model takes
+    # --- ONNX Runtime (the exporter itself is memory-hungry: its peak is not counted above)
+    if dev.type == "cpu" and onnx:
+        with tempfile.TemporaryDirectory() as tmp:
             try:
                 from .export import export_model
 
+                single, batched = {}, {}
                 for name, int8 in (("onnx", False), ("onnx_int8", True)):
                     log(f"exporting {name} ...")
                     path = export_model(ckpt, Path(tmp) / f"{name}.onnx", "onnx", int8=int8)
-                    runners[name] = Recognizer.from_checkpoint(path, "cpu", threads=1)
+                    single[name] = Recognizer.from_checkpoint(path, "cpu", threads=1)
+                    batched[name] = Recognizer.from_checkpoint(path, "cpu", threads=torch.get_num_threads())
                     results[f"{name}_mb"] = round(path.stat().st_size / 1e6, 2)
+                _measure(single, batched, clips, batch_sizes, min_s, results, log)
             except ImportError as e:
                 results["onnx"] = f"skipped: {e}"
             except Exception as e:  # an export problem must not hide the other figures
                 results["onnx"] = f"skipped: {type(e).__name__}: {e}"
-        with _Threads(1):
-            for name, rec in runners.items():
-                log(f"latency {name} ...")
-                results["latency"][name] = _stats_ms(timings(lambda: rec.logits(one), min_s=min_s))
-        # --- throughput, all threads
-        for name in ("fp32", "int8"):
-            if name not in runners:
-                continue
-            for bs in batch_sizes:
-                log(f"throughput {name} batch {bs} ...")
-                batch = clips[:bs]
-                t = timings(lambda: runners[name].logits(batch), min_runs=5, min_s=min_s, warmup=2)
-                results["throughput"][f"{name}_b{bs}"] = round(bs / float(np.median(t)), 1)
-
-    # --- MFCC: the model's torchaudio front end vs librosa, one clip, one thread
-    results["mfcc"] = _bench_mfcc(fp32, one, min_s)
-    # --- one streaming hop (ring buffer + model + smoothing), one thread
-    results["stream_hop"] = _bench_stream(fp32, clips, min_s)
-    if dev.type == "cuda":
-        results["cuda"] = _bench_cuda(ckpt, dev, clips, min_s, log)
-    results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return results
+
+
+def _peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _measure(single: dict[str, Recognizer], batched: dict[str, Recognizer], clips: np.ndarray, batch_sizes,
+             min_s: float, results: dict, log: Callable[[str], None]) -> None:
+    """Single-clip latency (one thread) and throughput (every thread) of each runner."""
+    with _Threads(1):
+        for name, rec in single.items():
+            log(f"latency {name} ...")
+            results["latency"][name] = _stats_ms(timings(lambda: rec.logits(clips[:1]), min_s=min_s))
+    for name, rec in batched.items():
+        for bs in batch_sizes:
+            log(f"throughput {name} batch {bs} ...")
+            t = timings(lambda: rec.logits(clips[:bs]), min_runs=5, min_s=min_s, warmup=2)
+            results["throughput"][f"{name}_b{bs}"] = round(bs / float(np.median(t)), 1)
 
 
 def _bench_mfcc(rec: Recognizer, one: np.ndarray, min_s: float) -> dict:
@@ -217,5 +223,7 @@ def format_table(r: dict) -> str:
     if "cuda" in r:
         c = r["cuda"]
         lines += ["", f"CUDA ({c['gpu']}):"] + [f"  {k}: {v}" for k, v in c.items() if k != "gpu"]
-    lines += ["", f"peak RSS {r['peak_rss_mb']} MB"]
+    sizes = ", ".join(f"{k.removesuffix('_mb')} {v} MB" for k, v in r.items() if k.endswith("_mb") and k != "peak_rss_mb")
+    lines += ["", f"files: {sizes}", f"peak RSS serving with PyTorch (fp32 + int8 loaded, batch up to "
+                                     f"{max(int(k.rsplit('_b', 1)[1]) for k in r['throughput'])}): {r['peak_rss_mb']} MB"]
     return "\n".join(lines)

@@ -82,7 +82,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     lo, hi = d["accuracy_ci95"]
     print(table(d))
     print(f"accuracy {100 * d['accuracy']:.2f}% (95% CI {100 * lo:.1f}-{100 * hi:.1f}%) on {d['evaluated']} "
-          f"clips ({d['layout']} layout); ECE {d['ece']:.3f}; {len(d['unreadable'])} unreadable")
+          f"clips ({d['layout']} layout, {d['backend']}); ECE {d['ece']:.3f}; {len(d['unreadable'])} unreadable"
+          + (f"; out-of-vocabulary -> _unknown_ {100 * d['oov_to_unknown']:.1f}%" if "oov_to_unknown" in d else ""))
     if args.out:
         print(f"report written to {write_report(report, args.out)}")
     return 0

@@ -85,11 +85,11 @@ class ModelConfig:
     """Bidirectional LSTM classifier over MFCC frames."""
 
     hidden_size: int = 128
-    num_layers: int = 2
+    num_layers: int = 1
     dropout: float = 0.25
     pooling: str = "attention"  # "attention" or "meanmax"
     conv_channels: int = 64  # >0: a Conv1d front end (stride conv_stride) before the LSTM; 0: none
-    conv_stride: int = 2  # 2 halves the frames the LSTM runs over
+    conv_stride: int = 4  # 4: the LSTM runs over 26 steps of 40 ms instead of 101 frames
 
     def __post_init__(self) -> None:
         if self.hidden_size <= 0 or self.num_layers <= 0:
@@ -121,11 +121,13 @@ class TrainConfig:
     weight_decay: float = 1e-2
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
-    patience: int = 12  # early stopping: epochs without validation improvement
+    patience: int = 60  # early stopping: epochs without validation improvement (60: the full schedule)
     seed: int = 0
     silence_ratio: float = 0.1  # silence clips per command clip (1/12 of the total)
     unknown_ratio: float = 0.1  # unknown clips per command clip in training (evaluation: always 0.1)
-    synth_ratio: float = 0.0  # synthetic (TTS) clips per real command clip, when extra data is given
+    synth_ratio: float = 0.0  # synthetic (TTS) command clips per real command clip, when extra data is given
+    synth_unknowns: str = "separate"  # synthetic non-command words: "separate" (drawn at unknown_ratio of
+    # the synthetic commands) or "pooled" (join the real unknown pool, which they then outnumber)
     ema_decay: float = 0.0  # >0: keep, evaluate and save an exponential moving average of the weights
     mixup_alpha: float = 0.0  # >0: mixup of waveforms with Beta(alpha, alpha) weights
     # augmentation (training only)
@@ -133,7 +135,7 @@ class TrainConfig:
     snr_db: tuple[float, float] = (0.0, 20.0)
     shift_ms: float = 100.0
     gain_db: float = 6.0
-    speed: float = 0.0  # speed perturbation: rate drawn from [1 - speed, 1 + speed] (tempo and pitch)
+    speed: float = 0.1  # speed perturbation: rate drawn from [1 - speed, 1 + speed] (tempo and pitch)
     reverb_prob: float = 0.0  # chance of a simulated room (exponential-decay impulse response)
     reverb_rt60_s: tuple[float, float] = (0.1, 0.6)
     time_masks: int = 2
@@ -150,6 +152,8 @@ class TrainConfig:
             raise ConfigError(f"snr_db must be (low, high), got {self.snr_db}")
         if len(self.reverb_rt60_s) != 2 or not 0 < self.reverb_rt60_s[0] <= self.reverb_rt60_s[1]:
             raise ConfigError(f"reverb_rt60_s must be (low, high) > 0, got {self.reverb_rt60_s}")
+        if self.synth_unknowns not in ("separate", "pooled"):
+            raise ConfigError(f"synth_unknowns must be 'separate' or 'pooled', got {self.synth_unknowns!r}")
         if not 0 <= self.speed < 0.5:
             raise ConfigError(f"speed must be in [0, 0.5), got {self.speed}")
         if not 0 <= self.ema_decay < 1:

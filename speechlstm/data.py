@@ -216,7 +216,7 @@ class SpeechCommands:
                  clip_samples: int = 16000, cache_dir: str | os.PathLike | None = None,
                  silence_ratio: float = 0.1, unknown_ratio: float = 0.1, seed: int = 0,
                  progress: bool = True, extra_dirs: tuple[str | os.PathLike, ...] = (),
-                 synth_ratio: float = 0.0):
+                 synth_ratio: float = 0.0, synth_unknowns: str = "separate"):
         self.index = SpeechCommandsIndex.scan(root)
         self.task, self.seed = task, seed
         self.labels = task_labels(task, self.index.words)
@@ -232,6 +232,7 @@ class SpeechCommands:
         self._known: dict[str, tuple[list[int], list[int]]] = {}  # split -> (rows, labels)
         self._unknown_pool: dict[str, list[int]] = {}
         self._synth: tuple[list[int], list[int]] = ([], [])  # known-word synthetic (rows, labels)
+        self._synth_unknown: list[int] = []  # synthetic other words, when kept apart from the real ones
         self._synthetic_rows = {self.cache.rows[c.rel] for c in self.index.clips
                                 if c.synthetic and c.rel in self.cache.rows}
         for split in SPLITS:
@@ -245,7 +246,8 @@ class SpeechCommands:
                     target[0].append(row)
                     target[1].append(label_of[clip.word])
                 elif task == "commands12":
-                    pool.append(row)  # synthetic non-command words are unknown speech too
+                    separate = clip.synthetic and synth_unknowns == "separate"
+                    (self._synth_unknown if separate else pool).append(row)
             self._known[split], self._unknown_pool[split] = (rows, labels), pool
 
     @property
@@ -266,6 +268,10 @@ class SpeechCommands:
             pick = rng.choice(len(self._synth[0]), size=n_synth, replace=False)
             rows += [self._synth[0][i] for i in pick]
             labels += [self._synth[1][i] for i in pick]
+            if self._synth_unknown:  # the synthetic share has the real share's mix of other words
+                n_other = min(math.ceil(self.unknown_ratio * n_synth), len(self._synth_unknown))
+                rows += list(rng.choice(self._synth_unknown, size=n_other, replace=False))
+                labels += [self.labels.index(UNKNOWN)] * n_other
         if self.task == "commands12":
             n_silence = math.ceil(self.silence_ratio * n_real)
             pool = self._unknown_pool[name]

@@ -176,7 +176,11 @@ def evaluate(recognizer: Recognizer, items: Items, batch_size: int = 128, progre
         "unreadable": unreadable,
         "labels": labels,
         "device": str(recognizer.device),
+        "backend": recognizer.backend,
     }
+    if UNKNOWN in labels and (y_true == labels.index(UNKNOWN)).any():
+        # open set: speech outside the vocabulary that comes out _unknown_ (= the class's recall)
+        data["oov_to_unknown"] = data["per_class"][UNKNOWN]["recall"]
     return Report(data, cm, labels, calib["bins"])
 
 
@@ -221,7 +225,9 @@ def markdown(report: Report, title: str = "speechlstm evaluation") -> str:
              f"unreadable: {len(d['unreadable'])}",
              f"- **accuracy: {100 * d['accuracy']:.2f}%** (95% CI {100 * lo:.1f}-{100 * hi:.1f}%)",
              f"- expected calibration error: {d['ece']:.4f}",
-             f"- latency per clip: {d['latency_ms']}", "", table(d), ""]
+             *([f"- out-of-vocabulary speech -> `_unknown_`: {100 * d['oov_to_unknown']:.1f}%"]
+               if "oov_to_unknown" in d else []),
+             f"- model: {d['backend']} on {d['device']}; latency per clip: {d['latency_ms']}", "", table(d), ""]
     if d["top_confusions"]:
         lines += ["Top confusions:", ""] + [f"- {c['true']} -> {c['predicted']}: {c['count']}"
                                               for c in d["top_confusions"]] + [""]

@@ -18,8 +18,8 @@ class AttentionPool(nn.Module):
         self.score = nn.Sequential(nn.Linear(dim, dim // 2), nn.Tanh(), nn.Linear(dim // 2, 1))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        w = torch.softmax(self.score(h).squeeze(-1), dim=1)  # (B, T)
-        return torch.einsum("bt,btd->bd", w, h)  # (B, D)
+        w = torch.softmax(self.score(h), dim=1)  # (B, T, 1)
+        return torch.matmul(w.transpose(1, 2), h).squeeze(1)  # (B, 1, T) @ (B, T, D) -> (B, D)
 
 
 class MeanMaxPool(nn.Module):

@@ -85,7 +85,7 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
                           clip_samples=features.clip_samples, cache_dir=cache_dir,
                           silence_ratio=cfg.silence_ratio, unknown_ratio=cfg.unknown_ratio,
                           seed=cfg.seed, progress=progress, extra_dirs=tuple(extra_data),
-                          synth_ratio=cfg.synth_ratio)
+                          synth_ratio=cfg.synth_ratio, synth_unknowns=cfg.synth_unknowns)
     if data.skipped:
         tqdm.write(f"skipped {len(data.skipped)} unreadable clip(s), e.g. {data.skipped[0][0]}: "
                    f"{data.skipped[0][1]}")

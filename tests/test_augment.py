@@ -15,7 +15,7 @@ from speechlstm.data import EVAL_UNKNOWN_RATIO, SpeechCommands
 from speechlstm.errors import ConfigError, DataError
 from speechlstm.train import state_path, train
 
-QUIET = dict(noise_prob=0.0, shift_ms=0.0, gain_db=0.0)
+QUIET = dict(noise_prob=0.0, shift_ms=0.0, gain_db=0.0, speed=0.0)
 
 
 def _peak_hz(x: np.ndarray) -> float:
@@ -24,7 +24,7 @@ def _peak_hz(x: np.ndarray) -> float:
 
 
 def test_speed_perturbation_scales_pitch_and_spares_skipped_rows():
-    aug = Augmenter(TrainConfig(speed=0.2, **QUIET), FeatureConfig(), noise=[])
+    aug = Augmenter(TrainConfig(**{**QUIET, "speed": 0.2}), FeatureConfig(), noise=[])
     t = np.arange(SR) / SR
     tone = torch.tensor(0.5 * np.sin(2 * np.pi * 1000 * t), dtype=torch.float32).repeat(64, 1)
     skip = torch.zeros(64, dtype=torch.bool)
@@ -94,7 +94,14 @@ def test_extra_data_joins_training_only(tmp_path):
     assert synthetic_rows & train_rows  # drawn into training
     assert not synthetic_rows & set(mixed.split("validation").rows.tolist())
     hello = {mixed.cache.rows[c.rel] for c in mixed.index.clips if c.word == "hello"}
-    assert hello <= set(mixed._unknown_pool["train"])  # non-command synthetic words are unknown speech
+    # non-command synthetic words are unknown speech, drawn with the synthetic share by default ...
+    assert hello <= set(mixed._synth_unknown) and not hello & set(mixed._unknown_pool["train"])
+    drawn = mixed.split("train", np.random.default_rng(0))
+    unknown = mixed.labels.index("_unknown_")
+    assert hello & set(drawn.rows[drawn.labels == unknown].tolist())
+    # ... or pooled with the real unknown clips
+    pooled = SpeechCommands(root, extra_dirs=(synth,), synth_ratio=1.0, synth_unknowns="pooled", progress=False)
+    assert hello <= set(pooled._unknown_pool["train"]) and not pooled._synth_unknown
     with pytest.raises(DataError):
         SpeechCommands(root, extra_dirs=(tmp_path / "nowhere",), progress=False)
 

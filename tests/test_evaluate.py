@@ -77,6 +77,9 @@ def test_all_layouts_give_the_same_accuracy_and_reports_are_written(tmp_path):
     assert len({r.data["accuracy"] for r in reports}) == 1
     assert all(np.array_equal(r.cm, reports[0].cm) for r in reports)
     assert reports[0].data["per_class"]["_unknown_"]["support"] == 1  # "marvin" counted as _unknown_
+    d = reports[0].data  # the open-set rate is reported on its own, and is that one clip's outcome
+    assert d["oov_to_unknown"] == d["per_class"]["_unknown_"]["recall"] in (0.0, 1.0)
+    assert d["backend"] == "fp32"
     out = write_report(reports[1], tmp_path / "report")
     data = json.loads((out / "report.json").read_text())
     for key in ("accuracy", "accuracy_ci95", "per_class", "top_confusions", "ece", "latency_ms", "unreadable"):
@@ -106,10 +109,13 @@ def test_a_corrupt_clip_is_reported_not_fatal(tmp_path):
 @needs_model
 @needs_test_mini
 def test_shipped_model_report_on_test_mini_matches_the_card(tmp_path):
-    """The figure in checkpoints/README.md is what evaluate produces."""
+    """The figures in checkpoints/README.md are what evaluate produces (fp32 and int8)."""
     from speechlstm import Recognizer
 
+    card = (SHIPPED.parent / "README.md").read_text()
     report = evaluate(Recognizer.from_checkpoint(device="cpu"), find_items(TEST_MINI), progress=False)
     assert report.data["evaluated"] == 452 and report.data["accuracy"] >= 0.85
-    card = (SHIPPED.parent / "README.md").read_text()
     assert f"{100 * report.data['accuracy']:.2f}%" in card
+    assert f"{100 * report.data['oov_to_unknown']:.1f}%" in card
+    int8 = evaluate(Recognizer.from_checkpoint(device="cpu", int8=True), find_items(TEST_MINI), progress=False)
+    assert f"{100 * int8.data['accuracy']:.2f}%" in card
