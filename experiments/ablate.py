@@ -27,6 +27,10 @@ import torch
 BASE = ["model.conv_stride=2", "model.num_layers=2", "model.hidden_size=128", "train.speed=0.0",
         "train.patience=12", "train.epochs=60", "train.unknown_ratio=0.1"]
 
+FAST = ["model.conv_stride=4", "model.num_layers=1"]  # one BiLSTM layer over 26 steps
+FAST_SPEED = FAST + ["train.speed=0.1"]
+FULL = ["train.patience=60"]  # no early stopping: the cosine schedule runs to the end
+
 # name -> --set overrides on top of BASE
 ABLATIONS: dict[str, list[str]] = {
     "baseline": [],
@@ -34,25 +38,22 @@ ABLATIONS: dict[str, list[str]] = {
     "stride4": ["model.conv_stride=4"],
     "hidden96": ["model.hidden_size=96"],
     "one_layer": ["model.num_layers=1"],
-    "stride4_one_layer": ["model.conv_stride=4", "model.num_layers=1"],
+    "stride4_one_layer": FAST,
     "stride4_hidden64": ["model.conv_stride=4", "model.hidden_size=64"],
     "hop20": ["features.hop_ms=20", "features.win_ms=40", "model.conv_stride=1"],
     "no_conv": ["model.conv_channels=0"],
     "meanmax": ["model.pooling=\"meanmax\""],
     "speed10": ["train.speed=0.1"],
-    "s4l1_speed10": ["model.conv_stride=4", "model.num_layers=1", "train.speed=0.1"],
-    "s4l1_unknown50": ["model.conv_stride=4", "model.num_layers=1", "train.unknown_ratio=0.5"],
-    "s4l1_ema995": ["model.conv_stride=4", "model.num_layers=1", "train.ema_decay=0.995"],
-    "s4l1_synth25": ["model.conv_stride=4", "model.num_layers=1", "train.synth_ratio=0.25"],
-    # on top of stride 4, one layer, speed perturbation 0.1 ("fast + speed")
-    "fs_speed20": ["model.conv_stride=4", "model.num_layers=1", "train.speed=0.2"],
-    "fs_reverb30": ["model.conv_stride=4", "model.num_layers=1", "train.speed=0.1", "train.reverb_prob=0.3"],
-    "fs_no_early_stop": ["model.conv_stride=4", "model.num_layers=1", "train.speed=0.1", "train.patience=60"],
-    "fs_synth25": ["model.conv_stride=4", "model.num_layers=1", "train.speed=0.1", "train.patience=60",
-                   "train.synth_ratio=0.25"],
-    "fs_synth25_pooled": ["model.conv_stride=4", "model.num_layers=1", "train.speed=0.1", "train.patience=60",
-                          "train.synth_ratio=0.25", "train.synth_unknowns=\"pooled\""],
-    "baseline_speed10": ["train.speed=0.1", "train.patience=60"],
+    "s4l1_speed10": FAST_SPEED,
+    "s4l1_unknown50": FAST + ["train.unknown_ratio=0.5"],
+    "s4l1_ema995": FAST + ["train.ema_decay=0.995"],
+    "s4l1_synth25": FAST + ["train.synth_ratio=0.25"],
+    "fs_speed20": FAST + ["train.speed=0.2"],
+    "fs_reverb30": FAST_SPEED + ["train.reverb_prob=0.3"],
+    "fs_no_early_stop": FAST_SPEED + FULL,
+    "fs_synth25": FAST_SPEED + FULL + ["train.synth_ratio=0.25"],
+    "fs_synth25_pooled": FAST_SPEED + FULL + ["train.synth_ratio=0.25", "train.synth_unknowns=\"pooled\""],
+    "baseline_speed10": ["train.speed=0.1"] + FULL,
     "reverb30": ["train.reverb_prob=0.3"],
     "mixup02": ["train.mixup_alpha=0.2"],
     "ema995": ["train.ema_decay=0.995"],
@@ -60,9 +61,10 @@ ABLATIONS: dict[str, list[str]] = {
     "specaug_strong": ["train.time_mask_frames=20", "train.freq_mask_bins=8"],
     "no_specaug": ["train.time_masks=0", "train.freq_masks=0"],
     "long120": ["train.epochs=120", "train.patience=25"],
-    "synth25": ["train.synth_ratio=0.25"],  # needs --extra-data
+    "synth25": ["train.synth_ratio=0.25"],
     "synth50": ["train.synth_ratio=0.5"],
 }
+NEEDS_EXTRA_DATA = {n for n, sets in ABLATIONS.items() if any(s.startswith("train.synth_ratio") for s in sets)}
 
 
 def run_one(name: str, seed: int, args: argparse.Namespace, threads: int) -> dict:
@@ -132,7 +134,7 @@ def main() -> None:
         done = [(n, s) for n in names for s in args.seeds if (Path(args.out) / n / f"seed{s}.pt").is_file()]
         print(summarize([run_one(n, s, args, 1) for n, s in done]))
         return
-    names = args.only or [n for n in ABLATIONS if not n.startswith("synth") or args.extra_data]
+    names = args.only or [n for n in ABLATIONS if n not in NEEDS_EXTRA_DATA or args.extra_data]
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     todo = [(n, s) for n in names for s in args.seeds]
     keys = ["setting", "seed", "val_acc", "val_unknown_recall", "best_epoch", "parameters", "train_seconds",

@@ -72,21 +72,17 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         raise
 
 
+def checkpoint_meta(ckpt: Checkpoint) -> dict[str, Any]:
+    """Everything but the weights, JSON-safe: what an exported model carries so
+    that a Recognizer can rebuild labels and features from it alone."""
+    return {"format": FORMAT, "version": FORMAT_VERSION, "features": to_dict(ckpt.features),
+            "model": to_dict(ckpt.model), "train": to_dict(ckpt.train), "labels": list(ckpt.labels),
+            "metrics": dict(ckpt.metrics), "provenance": dict(ckpt.provenance)}
+
+
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
-    atomic_torch_save(
-        {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "features": to_dict(ckpt.features),
-            "model": to_dict(ckpt.model),
-            "train": to_dict(ckpt.train),
-            "labels": list(ckpt.labels),
-            "state_dict": {k: v.detach().cpu().contiguous() for k, v in ckpt.state_dict.items()},
-            "metrics": dict(ckpt.metrics),
-            "provenance": dict(ckpt.provenance),
-        },
-        path,
-    )
+    weights = {k: v.detach().cpu().contiguous() for k, v in ckpt.state_dict.items()}
+    atomic_torch_save({**checkpoint_meta(ckpt), "state_dict": weights}, path)
 
 
 def safe_load(path: str | os.PathLike) -> Any:
@@ -104,14 +100,6 @@ def safe_load(path: str | os.PathLike) -> Any:
             f"types (possibly executable code) ({str(e).splitlines()[0]})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({str(e).splitlines()[0]})") from None
-
-
-def checkpoint_meta(ckpt: Checkpoint) -> dict[str, Any]:
-    """Everything but the weights, JSON-safe: what an exported model carries so
-    that a Recognizer can rebuild labels and features from it alone."""
-    return {"format": FORMAT, "version": FORMAT_VERSION, "features": to_dict(ckpt.features),
-            "model": to_dict(ckpt.model), "train": to_dict(ckpt.train), "labels": list(ckpt.labels),
-            "metrics": dict(ckpt.metrics), "provenance": dict(ckpt.provenance)}
 
 
 def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:

@@ -14,11 +14,10 @@ def _train(args: argparse.Namespace) -> int:
     from .config import FeatureConfig, ModelConfig, TrainConfig, from_dict
     from .train import train
 
-    sections: dict[str, dict] = {"train": {}, "model": {}, "features": {}}
-    sections["train"] = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed", "task")
-                         if getattr(args, k) is not None}
-    sections["model"] = {k: getattr(args, k) for k in ("hidden_size", "num_layers")
-                         if getattr(args, k) is not None}
+    flags = {"train": ("epochs", "batch_size", "lr", "seed", "task"), "model": ("hidden_size", "num_layers"),
+             "features": ()}
+    sections = {sec: {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+                for sec, keys in flags.items()}
     for item in args.set or []:  # --set model.conv_stride=4 --set train.snr_db=[0,10]
         key, sep, raw = item.partition("=")
         section, dot, name = key.partition(".")
