@@ -14,7 +14,7 @@ import torch
 from .audio import AudioSource, pad_or_trim, read_audio, speech_window
 from .checkpoint import Checkpoint, load_checkpoint
 from .errors import ConfigError
-from .export import Runner, TorchRunner, WithFeatures, exported_kind, load_exported, quantize_int8
+from .runtime import Runner, TorchRunner, WithFeatures, exported_kind, load_exported, quantize_int8
 from .model import count_parameters, resolve_device
 
 
@@ -75,7 +75,8 @@ class Recognizer:
                         int8: bool = False, threads: int | None = None) -> "Recognizer":
         """Load a checkpoint (``None``: the shipped commands12 model) or an exported
         ``.onnx`` / TorchScript file. ``int8``: dynamic int8 quantization (CPU);
-        ``threads``: ONNX Runtime's thread count (torch's is global: torch.set_num_threads)."""
+        ``threads``: how many cores ONNX Runtime spreads a batch over (torch's count is
+        global: torch.set_num_threads)."""
         if path is not None and Path(path).is_file() and exported_kind(Path(path)):
             if int8:
                 raise ConfigError(f"{path} is an exported model; quantize at export time (--int8)")
@@ -97,7 +98,7 @@ class Recognizer:
 
     def mfcc(self, clip: np.ndarray) -> np.ndarray:
         """The model's own features of one clip: (frames, n_mfcc)."""
-        return self.runner(np.asarray(clip, dtype=np.float32).reshape(1, -1))[1][0]
+        return self.runner(np.asarray(clip, dtype=np.float32).reshape(1, -1), features=True)[1][0]
 
     def window(self, samples: np.ndarray) -> tuple[np.ndarray, int]:
         """Mono samples at the model rate -> (the 1 s clip around the speech, its start)."""

@@ -72,6 +72,20 @@ def test_exported_model_is_self_describing(eager, exported, fmt, tmp_path):
         Recognizer.from_checkpoint(path, device="cpu", int8=True)
 
 
+def test_large_batches_run_in_chunks_and_keep_their_order(eager, clips, exported):
+    """Batches past the chunk size (PyTorch: in turn; ONNX Runtime: on two cores at
+    once) give each clip the logits it gets alone, in the input's order."""
+    from speechlstm.runtime import CHUNK
+
+    waves = np.concatenate([clips[0]] * (1 + (2 * CHUNK + 5) // len(clips[0])))[: 2 * CHUNK + 5]
+    onnx = Recognizer.from_checkpoint(exported[("onnx", False)], device="cpu", threads=2)
+    for rec in (eager, onnx):
+        batch = rec.logits(waves)
+        assert batch.shape == (len(waves), len(rec.labels))
+        for i in (0, CHUNK - 1, CHUNK, len(waves) - 1):
+            assert np.allclose(batch[i], rec.logits(waves[i : i + 1])[0], atol=1e-4), (rec.backend, i)
+
+
 def test_corrupt_exported_files_give_clear_errors(exported, tmp_path):
     onnx_file = tmp_path / "broken.onnx"
     onnx_file.write_bytes(exported[("onnx", False)].read_bytes()[:5000])

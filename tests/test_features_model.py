@@ -58,3 +58,20 @@ def test_mfcc_is_torchaudios_mfcc():
         wave[1] = 0.0  # silence goes through the log offset
         reference = m.mfcc(wave).transpose(1, 2)  # torchaudio's own forward: (B, T, n_mfcc)
         torch.testing.assert_close(m._mfcc(wave), reference, atol=1e-4, rtol=1e-5)
+
+
+def test_matmul_fft_front_end_computes_the_same_features():
+    """The export-time spectrum (two-stage FFT in matrix products) equals torch.stft's,
+    for the default and for other window/hop/rate settings, odd lengths and silence."""
+    configs = (FeatureConfig(), FeatureConfig(hop_ms=20, win_ms=40, n_mels=64, n_mfcc=20, f_min=50),
+               FeatureConfig(sample_rate=8000, f_max=4000, hop_ms=12.5))
+    for cfg in configs:
+        m = MFCC(cfg)
+        wave = 0.2 * torch.randn(3, cfg.clip_samples + 37, generator=torch.Generator().manual_seed(1))
+        wave[1] = 0.0
+        reference = m(wave)
+        keys = set(m.state_dict())
+        assert m.use_graph_fft().graph_fft
+        torch.testing.assert_close(m(wave), reference, atol=1e-4, rtol=1e-4)
+        assert set(m.state_dict()) == keys  # its matrices are derived, not saved in checkpoints
+        assert torch.equal(m.use_graph_fft(False)(wave), reference)
