@@ -64,9 +64,14 @@ def plot_reliability(bins: list[dict], ece: float, path: str | Path) -> None:
 
 def clip_figure(samples: np.ndarray, sample_rate: int, start: int, length: int, mfcc: np.ndarray,
                 label: str):
-    """Waveform with the deciding window shaded, and that window's MFCC frames."""
-    plt = _pyplot()
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5), constrained_layout=True)
+    """Waveform with the deciding window shaded, and that window's MFCC frames. A plain
+    Figure (no pyplot state: safe in a server's threads) with a fixed layout, which
+    renders in half the time of a constrained one."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 5))
+    top, bottom = fig.subplots(2, 1)
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.97, bottom=0.1, hspace=0.35)
     t, lo, hi = envelope(samples, sample_rate)
     top.fill_between(t, lo, hi, linewidth=0.6)
     top.axvspan(start / sample_rate, (start + length) / sample_rate, color="C1", alpha=0.2,
@@ -79,7 +84,6 @@ def clip_figure(samples: np.ndarray, sample_rate: int, start: int, length: int, 
                   extent=(start / sample_rate, (start + length) / sample_rate, 0, mfcc.shape[1]))
     bottom.set_xlabel("time (s)")
     bottom.set_ylabel("MFCC (normalised)")
-    plt.close(fig)
     return fig
 
 

@@ -12,8 +12,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # fully offline: no 
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
+from gradio.data_classes import FileData  # noqa: E402  (module level: gr.api reads the type hints)
+import soundfile as sf  # noqa: E402
+import torch  # noqa: E402
 
-from .audio import read_audio  # noqa: E402
+from .audio import pad_or_trim, read_audio  # noqa: E402
 from .checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
 from .errors import SpeechLSTMError  # noqa: E402
 from .infer import Recognizer  # noqa: E402
@@ -22,6 +25,9 @@ from .stream import StreamingRecognizer  # noqa: E402
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 MAX_UPLOAD = "20mb"
 MAX_SECONDS = 120.0
+# Requests on the model at once. On 2 cores the other core serves HTTP: 2 here gave no more
+# throughput and doubled the handler's time (benchmarks/app_load.py).
+MODEL_CONCURRENCY = 1
 _FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # no web fonts: nothing fetched from a CDN
 
 
@@ -46,30 +52,50 @@ def model_card(rec: Recognizer) -> str:
 def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS) -> gr.Blocks:
     from .plots import clip_figure
 
-    def classify(path: str | None):
+    def read(path: str | None) -> np.ndarray:
+        """An uploaded file -> mono samples at the model rate, or a message for the page."""
         if not path:
             raise gr.Error("No audio: record or upload a clip first.")
         try:
-            import soundfile as sf
-
             try:
                 seconds = sf.info(path).duration
             except RuntimeError:
                 seconds = 0.0  # not a libsndfile format: read_audio decides
             if seconds > max_seconds:
                 raise gr.Error(f"The clip is {seconds:.0f} s long; the limit is {max_seconds:.0f} s.")
-            t0 = time.perf_counter()
-            samples, _ = read_audio(path, rec.sample_rate)
-            pred = rec.predict(samples, rec.sample_rate, top_k=5)
-            ms = 1000 * (time.perf_counter() - t0)
+            return read_audio(path, rec.sample_rate)[0]
         except SpeechLSTMError as e:
             raise gr.Error(f"Could not use this audio: {str(e).replace(str(path), Path(path).name)}") from None
-        clip, start = rec.window(samples)
-        fig = clip_figure(samples, rec.sample_rate, start, rec.clip_samples, rec.mfcc(clip), pred.label)
+
+    def predict(audio: FileData, top_k: int = 5) -> dict:
+        """Recognize one clip (any format, rate or channel count, up to the length limit):
+        the ranked labels with probabilities, where the deciding 1 s window starts, the
+        clip's length and the server's time in ms, as JSON. No figure: the lean path."""
+        t0 = time.perf_counter()
+        samples = read(audio.get("path") if isinstance(audio, dict) else audio)
+        pred = rec.predict(samples, rec.sample_rate, top_k=max(1, min(int(top_k), len(rec.labels))))
+        return {**pred.to_dict(), "server_ms": round(1000 * (time.perf_counter() - t0), 2)}
+
+    def classify(path: str | None):
+        """The Clip tab's first step: the labels at once; the figure follows."""
+        t0 = time.perf_counter()
+        pred = rec.predict(read(path), rec.sample_rate, top_k=5)
+        ms = 1000 * (time.perf_counter() - t0)
         end_s = (pred.offset_ms + 1000 * rec.clip_samples / rec.sample_rate) / 1000
         info = (f"**{pred.label}** ({100 * pred.score:.1f}%): window {pred.offset_ms / 1000:.2f}-{end_s:.2f} s "
                 f"of {pred.duration_ms / 1000:.2f} s; read + inference {ms:.1f} ms on {rec.device}")
-        return {label: p for label, p in pred.top}, fig, info
+        return {label: p for label, p in pred.top}, info, {"offset_ms": pred.offset_ms, "label": pred.label}
+
+    def figure(path: str | None, decided: dict | None):
+        """The second step, after the labels are on screen: waveform and MFCC of the
+        deciding window. It reads the file again (about a millisecond) rather than
+        keeping every session's samples in memory."""
+        if not path or not decided:
+            return None
+        samples = read(path)
+        start = round(decided["offset_ms"] * rec.sample_rate / 1000)
+        clip = pad_or_trim(samples[start : start + rec.clip_samples], rec.clip_samples)
+        return clip_figure(samples, rec.sample_rate, start, rec.clip_samples, rec.mfcc(clip), decided["label"])
 
     def live(chunk, state):
         if chunk is None:
@@ -103,8 +129,14 @@ def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS) -> gr.Blocks:
                     label = gr.Label(num_top_classes=5, label="Prediction", elem_id="prediction")
                     info = gr.Markdown(elem_id="info")
                     plot = gr.Plot(label="Waveform and MFCC (shaded: the 1 s window that decided)")
-            button.click(classify, inputs=audio, outputs=[label, plot, info], api_name="classify")
-            audio.stop_recording(classify, inputs=audio, outputs=[label, plot, info], api_name=False)
+            decided = gr.State(None)
+            for trigger, name in ((button.click, "classify"), (audio.stop_recording, False)):
+                trigger(classify, inputs=audio, outputs=[label, info, decided], api_name=name,
+                        concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY,
+                        ).then(figure, inputs=[audio, decided], outputs=plot, api_name="figure" if name else False,
+                               api_visibility="undocumented", concurrency_id="figure", concurrency_limit=1,
+                               show_progress="minimal")
+        gr.api(predict, api_name="predict", concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY)
         with gr.Tab("Live"):
             gr.Markdown("Press record and speak commands; detections appear as they fire.")
             with gr.Row():
@@ -129,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--share", action="store_true", help="also serve through a public Gradio link")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
+    torch.set_num_threads(1)  # batch-1 requests gain nothing from a second thread; HTTP work takes that core
     rec = Recognizer.from_checkpoint(args.checkpoint, device=args.device)
     launch(rec, args.host, args.port, share=args.share)
 

@@ -46,10 +46,62 @@ def test_real_clip_gives_its_word(client):
     from gradio_client import handle_file
 
     for path in EXAMPLE_WAVS[:3]:
-        top, _, info = client.predict(handle_file(str(path)), api_name="/classify")
+        top, info = client.predict(handle_file(str(path)), api_name="/classify")
         assert top["label"] == path.name.split("_")[0]
         assert len(top["confidences"]) == 5
         assert "inference" in info and "ms" in info
+
+
+def test_the_figure_follows_the_labels(client):
+    """The Clip tab's second step draws the waveform and MFCC of the deciding window."""
+    import base64
+
+    from gradio_client import handle_file
+
+    clip = handle_file(str(EXAMPLE_WAVS[0]))
+    top, _ = client.predict(clip, api_name="/classify")
+    fig = client.predict(clip, {"offset_ms": 0.0, "label": top["label"]}, api_name="/figure")
+    assert fig["type"] == "matplotlib"
+    header, data = fig["plot"].split(",", 1)
+    assert header.startswith("data:image/") and len(base64.b64decode(data)) > 5_000
+
+
+def test_lean_api_returns_the_recognizers_answer_as_json(client):
+    from gradio_client import handle_file
+
+    from speechlstm import Recognizer
+
+    rec = Recognizer.from_checkpoint(device="cpu")
+    for path in EXAMPLE_WAVS:
+        out = client.predict(handle_file(str(path)), 3, api_name="/predict")
+        direct = rec.predict_file(path, top_k=3)
+        assert out["label"] == direct.label == path.name.split("_")[0]
+        assert [t["label"] for t in out["top"]] == [k for k, _ in direct.top]
+        assert abs(out["score"] - direct.score) < 1e-4
+        assert out["duration_ms"] == 1000.0 and 0 < out["server_ms"] < 10_000
+    junk = EXAMPLE_WAVS[0].parent / "README.md"  # text, not audio
+    with pytest.raises(Exception, match="Could not use this audio"):
+        client.predict(handle_file(str(junk)), 5, api_name="/predict")
+    assert client.predict(handle_file(str(EXAMPLE_WAVS[0])), 1, api_name="/predict")["top"][0]["label"] == \
+        EXAMPLE_WAVS[0].name.split("_")[0]
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="curl is not installed")
+def test_the_readme_curl_recipe_works(server):
+    """The README's three curl commands (upload, call, read the event stream), run as written."""
+    import json
+    import re
+    import subprocess
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    recipe = re.search(r"```bash\n(# curl.*?)```", readme, re.S).group(1)
+    clip = next(p for p in EXAMPLE_WAVS if p.name.startswith("left_"))
+    script = recipe.replace("http://127.0.0.1:7860/", server).replace("clip.wav", str(clip))
+    out = subprocess.run(["bash", "-c", "set -euo pipefail\n" + script], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    data = [line[6:] for line in out.stdout.splitlines() if line.startswith("data: ")]
+    assert json.loads(data[-1])[0]["label"] == "left"
 
 
 def test_garbage_gives_an_error_and_the_server_keeps_serving(client, tmp_path):
