@@ -7,9 +7,11 @@ Quote medians and ratios: shared machines are noisy.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -199,6 +201,38 @@ def _bench_cuda(ckpt, dev: torch.device, clips: np.ndarray, min_s: float, log) -
     out["train_step_b256"] = _stats_ms(timings(train_step, min_runs=20, min_s=min_s, warmup=3))
     out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(dev) / 1e6, 1)
     return out
+
+
+def bench_training(data_dir: str | os.PathLike, device: str = "cpu", steps: int = 40, batch_size: int = 64,
+                   log: Callable[[str], None] = lambda s: None) -> dict:
+    """Time ``steps`` steps of the shipped recipe's training loop, stage by stage
+    (batch loading, waveform augmentation, MFCC, forward, backward, optimizer),
+    after two warm-up steps. The clip cache is built first and not timed."""
+    from .config import TrainConfig
+    from .train import StageClock, train
+
+    dev = resolve_device(device)
+    clock = StageClock(dev)
+    cfg = TrainConfig(epochs=1, batch_size=batch_size, warmup_epochs=0.0)
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):  # train's log lines
+        log(f"timing {steps} training steps on {dev} ...")
+        warm = StageClock(dev)
+        train(data_dir, Path(tmp) / "warm.pt", cfg, device=device, progress=False, max_steps=2, clock=warm)
+        train(data_dir, Path(tmp) / "timed.pt", cfg, device=device, progress=False, max_steps=steps, clock=clock)
+    total = sum(clock.seconds.values())
+    return {"device": str(dev), "torch": str(torch.__version__), "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(), "batch_size": batch_size, "steps": clock.steps,
+            "clips": clock.clips, "clips_per_s": round(clock.clips / total, 1),
+            "ms_per_step": round(1000 * total / max(1, clock.steps), 2),
+            "stages": {k: {"ms_per_step": round(1000 * v / max(1, clock.steps), 2), "share": round(v / total, 4)}
+                       for k, v in clock.seconds.items()}}
+
+
+def format_training(r: dict) -> str:
+    lines = [f"training steps on {r['device']} (torch {r['torch']}, {r['threads']} threads): batch {r['batch_size']}, "
+             f"{r['steps']} steps, {r['clips_per_s']:,.0f} clips/s, {r['ms_per_step']:.1f} ms a step", ""]
+    lines += [f"  {k:<38}{v['ms_per_step']:>9.2f} ms {100 * v['share']:>6.1f}%" for k, v in r["stages"].items()]
+    return "\n".join(lines)
 
 
 def format_table(r: dict) -> str:

@@ -99,10 +99,14 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import format_table, run_bench
+    from .bench import bench_training, format_table, format_training, run_bench
 
-    result = run_bench(args.checkpoint, args.device, quick=args.quick,
-                       log=(lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True)))
+    log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    if args.train:
+        result = bench_training(args.train, args.device, steps=args.train_steps, log=log)
+        print(json.dumps(result, indent=1) if args.json else format_training(result))
+        return 0
+    result = run_bench(args.checkpoint, args.device, quick=args.quick, log=log)
     print(json.dumps(result, indent=1) if args.json else format_table(result))
     return 0
 
@@ -262,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="cpu", help="cpu or cuda")
     b.add_argument("--json", action="store_true", help="print the figures as JSON")
     b.add_argument("--quick", action="store_true", help="shorter timing loops (noisier)")
+    b.add_argument("--train", metavar="DATA_DIR",
+                   help="instead: profile training steps on this dataset (time per stage, clips/s)")
+    b.add_argument("--train-steps", type=int, default=40, help="training steps to time with --train")
     b.set_defaults(func=_bench)
 
     m = sub.add_parser("make-stream", help="build a long test recording with ground truth")

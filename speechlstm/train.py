@@ -34,6 +34,29 @@ def metrics_path(out: Path) -> Path:
     return out.with_name(out.stem + ".metrics.csv")
 
 
+class StageClock:
+    """Wall time per stage of the training step, for profiling an epoch: ``mark(stage)``
+    books the time since the previous mark to ``stage`` (synchronising CUDA first,
+    so GPU work lands in the stage that queued it)."""
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.seconds: dict[str, float] = {}
+        self.steps = self.clips = 0
+        self._last = time.perf_counter()
+
+    def mark(self, stage: str) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._last
+        self._last = now
+
+    def restart(self) -> None:
+        """Forget the time since the last mark (set-up, evaluation between epochs)."""
+        self._last = time.perf_counter()
+
+
 @dataclass
 class Result:
     checkpoint: Path
@@ -69,7 +92,7 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
           features: FeatureConfig = FeatureConfig(), model_cfg: ModelConfig = ModelConfig(), *,
           device: str = "auto", resume: bool = False, cache_dir: str | os.PathLike | None = None,
           progress: bool = True, max_steps: int | None = None,
-          extra_data: tuple[str | os.PathLike, ...] = ()) -> Result:
+          extra_data: tuple[str | os.PathLike, ...] = (), clock: StageClock | None = None) -> Result:
     """Train a model and write the best-on-validation checkpoint to ``out``.
 
     Beside it: ``<out>.metrics.csv`` (one row per epoch) and
@@ -77,6 +100,7 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
     caps optimizer steps per epoch (smoke tests). ``extra_data``: directories of
     extra training clips in ``word/*.wav`` form (e.g. `speechlstm synth` output),
     mixed in at ``cfg.synth_ratio``; their non-command words join the unknown pool.
+    ``clock``: time each stage of every training step (``speechlstm bench --train``).
     """
     out, dev = Path(out), resolve_device(device)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -144,25 +168,34 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
         t0, seen, correct, loss_sum = time.time(), 0, 0, 0.0
         bar = tqdm(data.batches(train_set, cfg.batch_size, rng, shuffle=True), total=steps_per_epoch,
                    desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)
+        mark = clock.mark if clock is not None else (lambda stage: None)
+        if clock is not None:
+            clock.restart()
         for step, (wave, y) in enumerate(bar):
             if step >= steps_per_epoch:
                 break
             wave, y = wave.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            mark("load batch")  # memory-mapped clip cache -> float batch (+ silence crops)
             wave = augment.wave(wave, gen, skip=(y == silence).cpu())
             lam, partner = 1.0, y
             if cfg.mixup_alpha > 0:  # mix each clip with another of the batch
                 lam = float(rng.beta(cfg.mixup_alpha, cfg.mixup_alpha))
                 perm = torch.randperm(len(y), generator=gen).to(dev)
                 wave, partner = lam * wave + (1 - lam) * wave[perm], y[perm]
+            mark("augment waveform")
             with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
-                feats = augment.spec(model.features(wave), gen)  # (B, T, n_mfcc)
+                feats = model.features(wave)  # (B, T, n_mfcc)
+                mark("MFCC")
+                feats = augment.spec(feats, gen)
                 logits = model.classify(feats)  # (B, n_classes)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
                 if lam < 1.0:
                     loss = lam * loss + (1 - lam) * F.cross_entropy(
                         logits.float(), partner, label_smoothing=cfg.label_smoothing)
+            mark("forward: SpecAugment, network, loss")
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            mark("backward")
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             scaler.step(opt)
@@ -173,6 +206,9 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
             seen += len(y)
             correct += (logits.argmax(1) == y).sum().item()
             loss_sum += loss.item() * len(y)
+            mark("optimizer step")
+            if clock is not None:
+                clock.steps, clock.clips = clock.steps + 1, clock.clips + len(y)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         bar.close()
         val_loss, val_acc, _ = evaluate(judged, data, val, dev, seed=cfg.seed)

@@ -148,3 +148,16 @@ def test_bench_reports_every_figure():
     table = format_table(r)
     assert "fp32" in table and "int8" in table and "clips/s" in table
     json.dumps(r)  # --json must be able to print it
+
+
+def test_training_bench_times_every_stage(fake_dataset):
+    from speechlstm.bench import bench_training, format_training
+
+    r = bench_training(fake_dataset, "cpu", steps=3, batch_size=8)
+    assert r["steps"] == 3 and r["clips"] == 24 and r["clips_per_s"] > 0
+    assert list(r["stages"]) == ["load batch", "augment waveform", "MFCC", "forward: SpecAugment, network, loss",
+                                 "backward", "optimizer step"]
+    assert all(s["ms_per_step"] > 0 for s in r["stages"].values())
+    assert abs(sum(s["share"] for s in r["stages"].values()) - 1) < 1e-3
+    assert "clips/s" in format_training(r)
+    json.dumps(r)
