@@ -19,7 +19,7 @@ import torch  # noqa: E402
 from .audio import pad_or_trim, read_audio  # noqa: E402
 from .checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
 from .errors import SpeechLSTMError  # noqa: E402
-from .infer import Recognizer  # noqa: E402
+from .infer import Prediction, Recognizer  # noqa: E402
 from .stream import StreamingRecognizer  # noqa: E402
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
@@ -67,20 +67,22 @@ def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS) -> gr.Blocks:
         except SpeechLSTMError as e:
             raise gr.Error(f"Could not use this audio: {str(e).replace(str(path), Path(path).name)}") from None
 
+    def recognize(path: str | None, top_k: int) -> tuple[Prediction, float]:
+        """Read and recognize one upload -> (prediction, milliseconds it took)."""
+        t0 = time.perf_counter()
+        pred = rec.predict(read(path), rec.sample_rate, top_k=max(1, min(int(top_k), len(rec.labels))))
+        return pred, 1000 * (time.perf_counter() - t0)
+
     def predict(audio: FileData, top_k: int = 5) -> dict:
         """Recognize one clip (any format, rate or channel count, up to the length limit):
         the ranked labels with probabilities, where the deciding 1 s window starts, the
         clip's length and the server's time in ms, as JSON. No figure: the lean path."""
-        t0 = time.perf_counter()
-        samples = read(audio.get("path") if isinstance(audio, dict) else audio)
-        pred = rec.predict(samples, rec.sample_rate, top_k=max(1, min(int(top_k), len(rec.labels))))
-        return {**pred.to_dict(), "server_ms": round(1000 * (time.perf_counter() - t0), 2)}
+        pred, ms = recognize(audio.get("path") if isinstance(audio, dict) else audio, top_k)
+        return {**pred.to_dict(), "server_ms": round(ms, 2)}
 
     def classify(path: str | None):
         """The Clip tab's first step: the labels at once; the figure follows."""
-        t0 = time.perf_counter()
-        pred = rec.predict(read(path), rec.sample_rate, top_k=5)
-        ms = 1000 * (time.perf_counter() - t0)
+        pred, ms = recognize(path, 5)
         end_s = (pred.offset_ms + 1000 * rec.clip_samples / rec.sample_rate) / 1000
         info = (f"**{pred.label}** ({100 * pred.score:.1f}%): window {pred.offset_ms / 1000:.2f}-{end_s:.2f} s "
                 f"of {pred.duration_ms / 1000:.2f} s; read + inference {ms:.1f} ms on {rec.device}")
