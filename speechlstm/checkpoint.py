@@ -100,6 +100,8 @@ def safe_load(path: str | os.PathLike) -> Any:
             f"types (possibly executable code) ({str(e).splitlines()[0]})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({str(e).splitlines()[0]})") from None
+    except Exception as e:  # noqa: BLE001  arbitrary bytes drive the legacy unpickler into KeyError, IndexError, ...
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: {e})") from None
 
 
 def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
