@@ -155,3 +155,18 @@ def speech_window(samples: np.ndarray, length: int, hop: int) -> int:
     window_energy = csum[per_window:] - csum[:-per_window]  # (frames - per_window + 1,)
     start = int(np.argmax(window_energy)) * hop
     return min(start, n - length)
+
+
+def speech_bounds(samples: np.ndarray, hop: int, floor_db: float = -30.0) -> tuple[np.ndarray, np.ndarray]:
+    """Where the word is in each clip: (start, end) sample indices of the first and
+    last ``hop``-sample frame whose energy is within ``floor_db`` of the clip's
+    loudest frame. samples (..., S) -> two (...,) int arrays (a silent clip: 0, S)."""
+    x = np.asarray(samples, dtype=np.float32)
+    frames = x.shape[-1] // hop
+    energy = np.square(x[..., : frames * hop]).reshape(*x.shape[:-1], frames, hop).mean(-1)  # (..., F)
+    loud = energy >= energy.max(-1, keepdims=True) * 10.0 ** (floor_db / 10.0)
+    loud &= energy > 1e-10
+    any_loud = loud.any(-1)
+    first = np.where(any_loud, loud.argmax(-1), 0)
+    last = np.where(any_loud, frames - loud[..., ::-1].argmax(-1), x.shape[-1] // hop)
+    return first * hop, np.minimum(last * hop, x.shape[-1])

@@ -8,6 +8,7 @@ ever executed), holding plain types and tensors:
     train       TrainConfig dict      labels    [str, ...]
     state_dict  model weights         metrics   {name: number}
     provenance  {data_dir, split_sizes, seed, epochs, commit, created, ...}
+    streaming   StreamConfig dict (optional: the streaming rule calibrated for this model)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .config import FeatureConfig, ModelConfig, TrainConfig, from_dict, to_dict
+from .config import FeatureConfig, ModelConfig, StreamConfig, TrainConfig, from_dict, to_dict
 from .errors import CheckpointError, ConfigError
 from .model import KeywordBiLSTM
 
@@ -40,6 +41,7 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]
     metrics: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    streaming: StreamConfig = field(default_factory=StreamConfig)  # the decision rule for live audio
     source: Path | None = None  # the file it was loaded from (not saved)
 
     def build_model(self) -> KeywordBiLSTM:
@@ -77,7 +79,8 @@ def checkpoint_meta(ckpt: Checkpoint) -> dict[str, Any]:
     that a Recognizer can rebuild labels and features from it alone."""
     return {"format": FORMAT, "version": FORMAT_VERSION, "features": to_dict(ckpt.features),
             "model": to_dict(ckpt.model), "train": to_dict(ckpt.train), "labels": list(ckpt.labels),
-            "metrics": dict(ckpt.metrics), "provenance": dict(ckpt.provenance)}
+            "metrics": dict(ckpt.metrics), "provenance": dict(ckpt.provenance),
+            "streaming": to_dict(ckpt.streaming)}
 
 
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
@@ -131,6 +134,7 @@ def checkpoint_from_dict(raw: Any, path: Path, weights: bool = True) -> Checkpoi
             state_dict=raw["state_dict"] if weights else {},
             metrics=dict(raw.get("metrics") or {}),
             provenance=dict(raw.get("provenance") or {}),
+            streaming=from_dict(StreamConfig, raw.get("streaming")),
             source=path.resolve(),
         )
     except (ConfigError, TypeError) as e:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
-from .errors import SpeechLSTMError
+from .errors import DataError, SpeechLSTMError
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -33,7 +34,7 @@ def _train(args: argparse.Namespace) -> int:
     train(args.data_dir, args.out, from_dict(TrainConfig, sections["train"]),
           from_dict(FeatureConfig, sections["features"]), from_dict(ModelConfig, sections["model"]),
           device=args.device, resume=args.resume, cache_dir=args.cache_dir, progress=not args.quiet,
-          max_steps=args.max_steps, extra_data=tuple(args.extra_data or ()))
+          max_steps=args.max_steps, extra_data=tuple(args.extra_data or ()), talk_dir=args.talk)
     return 0
 
 
@@ -114,14 +115,24 @@ def _bench(args: argparse.Namespace) -> int:
 def _make_stream(args: argparse.Namespace) -> int:
     import soundfile as sf
 
-    from .stream_eval import make_stream, write_truth
+    from .stream_make import SAMPLE_RATE, make_stream, write_truth
 
-    audio, events = make_stream(args.data, args.split, args.minutes, args.seed)
-    sf.write(args.out_wav, audio, 16000, subtype="PCM_16")
+    if args.data is None and not args.talk_only:
+        raise DataError("make-stream needs --data (or --talk-only with --talk)")
+    audio, events = make_stream(args.data, args.split, args.minutes, args.seed, talk_dir=args.talk,
+                                talk_half=args.talk_half, talk_volume=args.talk_volume,
+                                talk_only=args.talk_only, progress=True)
+    sf.write(args.out_wav, audio, SAMPLE_RATE, subtype="PCM_16")
     write_truth(events, args.out_csv)
-    print(f"wrote {len(audio) / 16000:.0f} s with {len(events)} spoken clips to {args.out_wav}, "
+    print(f"wrote {len(audio) / SAMPLE_RATE:.0f} s with {len(events)} spoken clips to {args.out_wav}, "
           f"ground truth to {args.out_csv}")
     return 0
+
+
+def _stream_overrides(args: argparse.Namespace) -> dict:
+    """The rule's fields given on the command line (the rest come from the checkpoint)."""
+    names = ("threshold", "hop_ms", "suppression_ms", "average_window_ms", "lookahead_ms")
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
 
 
 def _streamer(args: argparse.Namespace, input_rate: int | None = None):
@@ -129,38 +140,114 @@ def _streamer(args: argparse.Namespace, input_rate: int | None = None):
     from .stream import StreamingRecognizer
 
     rec = Recognizer.from_checkpoint(args.checkpoint, device=args.model_device)
-    return StreamingRecognizer(rec, hop_ms=args.hop_ms, threshold=args.threshold,
-                               suppression_ms=args.suppression_ms, average_window_ms=args.average_window_ms,
-                               input_rate=input_rate)
+    return StreamingRecognizer(rec, input_rate=input_rate, **_stream_overrides(args))
+
+
+def _recordings(args: argparse.Namespace, streamer):
+    """Run the model once over every recording given: (command recordings, speech-only ones)."""
+    from .audio import read_audio
+    from .stream_eval import record
+    from .stream_make import read_truth
+
+    if len(args.labels) != len(args.audio):
+        raise DataError(f"give one --labels per --audio ({len(args.audio)} audio, {len(args.labels)} labels)")
+    recs, speech = [], []
+    for audio_path, labels in [*zip(args.audio, args.labels), *((p, None) for p in args.speech_audio)]:
+        audio, _ = read_audio(audio_path, streamer.sample_rate)
+        truth = read_truth(labels) if labels is not None else []
+        rec, _ = record(streamer, audio, truth, progress=not args.quiet)
+        (recs if labels is not None else speech).append(rec)
+    return recs, speech
 
 
 def _evaluate_stream(args: argparse.Namespace) -> int:
     from .audio import read_audio
-    from .stream_eval import read_truth, run_stream, score_stream
+    from .stream_eval import clip_accuracy, evaluate, sweep
 
     streamer = _streamer(args)
-    audio, rate = read_audio(args.audio, streamer.sample_rate)
-    truth = read_truth(args.labels)
-    detections = run_stream(streamer, audio, progress=not args.quiet)
-    result = score_stream(detections, truth, 1000 * len(audio) / rate, tolerance_ms=args.tolerance_ms)
-    result["model_runs"], result["gated_hops"] = streamer.model_runs, streamer.gated_hops
+    recs, speech = _recordings(args, streamer)
+    labels = streamer.recognizer.labels
+    result = evaluate(recs, speech, labels, streamer.config, args.tolerance_ms)
+    accs = [clip_accuracy(streamer.recognizer, read_audio(a, streamer.sample_rate)[0], r.truth)
+            for a, r in zip(args.audio, recs)]
+    if accs and all(a is not None for a in accs):
+        n = [sum(e.label in labels and e.label != "_unknown_" for e in r.truth) for r in recs]
+        result["clip_accuracy_pct"] = round(sum(a * k for a, k in zip(accs, n)) / max(1, sum(n)), 2)
+    result["rule"] = {k: v for k, v in dataclasses.asdict(streamer.config).items()}
+    if args.sweep:
+        rows = sweep(recs, speech, labels, streamer.config)
+        result["sweep"] = rows
+        if args.out:
+            _write_sweep(rows, args.out)
     if args.json:
         print(json.dumps(result))
-    else:
-        for key, value in result.items():
+        return 0
+    for key, value in result.items():
+        if key != "sweep":
             print(f"{key:>34}: {value}")
+    if args.sweep:
+        print(_sweep_table(result["sweep"]))
+        if args.out:
+            print(f"wrote {args.out}/sweep.csv, sweep.md and sweep.png")
+    return 0
+
+
+SWEEP_COLUMNS = ("threshold", "correct_pct", "missed_pct", "wrong_pct", "false_alarms_per_hour",
+                 "speech_false_alarms_per_hour", "median_delay_ms")
+
+
+def _sweep_table(rows: list[dict]) -> str:
+    cols = [c for c in SWEEP_COLUMNS if any(c in r for r in rows)]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---:|" * len(cols)]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _write_sweep(rows: list[dict], out: Path) -> None:
+    import csv
+
+    from .plots import plot_stream_sweep
+
+    out.mkdir(parents=True, exist_ok=True)
+    cols = [c for c in SWEEP_COLUMNS if any(c in r for r in rows)]
+    with open(out / "sweep.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    (out / "sweep.md").write_text(_sweep_table(rows) + "\n")
+    plot_stream_sweep(rows, out / "sweep.png")
+
+
+def _calibrate_stream(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint, save_checkpoint
+    from .stream_eval import Limits, calibrate
+
+    if args.out.suffix != ".pt":
+        raise DataError(f"{args.out}: calibration is written into a .pt checkpoint")
+    streamer = _streamer(args)
+    recs, speech = _recordings(args, streamer)
+    limits = Limits(args.max_wrong_pct, args.max_false_alarms_per_hour, args.max_delay_ms)
+    cfg, scores = calibrate(recs, speech, streamer.recognizer.labels, streamer.config, limits,
+                            progress=not args.quiet)
+    ckpt = load_checkpoint(args.checkpoint)
+    ckpt.streaming = cfg
+    ckpt.metrics["stream_calibration"] = {k: v for k, v in scores.items() if not isinstance(v, (dict, list))}
+    save_checkpoint(ckpt, args.out)
+    print(json.dumps({"rule": dataclasses.asdict(cfg), "validation": scores}, indent=1))
+    print(f"wrote the calibrated rule into {args.out}", file=sys.stderr)
     return 0
 
 
 def _add_stream_options(p: argparse.ArgumentParser, device_flag: str = "--device") -> None:
     p.add_argument("--checkpoint", help="checkpoint file (default: the shipped commands12 model)")
-    p.add_argument("--threshold", type=float, default=0.7, help="smoothed probability to fire")
-    p.add_argument("--hop-ms", type=float, default=100.0, help="how often the model runs")
-    p.add_argument("--suppression-ms", type=float, default=1000.0, help="quiet time after a detection")
-    p.add_argument("--average-window-ms", type=float, default=500.0, help="posterior smoothing window")
+    p.add_argument("--threshold", type=float,
+                   help="one threshold for every command (default: the checkpoint's calibrated ones)")
+    p.add_argument("--hop-ms", type=float, help="how often the model runs (default: the checkpoint's, 100)")
+    p.add_argument("--suppression-ms", type=float, help="no second detection this soon after a peak")
+    p.add_argument("--average-window-ms", type=float, help="posterior smoothing window")
+    p.add_argument("--lookahead-ms", type=float,
+                   help="wait this long for a higher peak before reporting (0: fire at the first crossing)")
     p.add_argument(device_flag, dest="model_device", default="cpu", help="torch device for the model")
-
-
 def _live(args: argparse.Namespace) -> int:
     from . import live
 
@@ -215,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(repeatable; values are JSON)")
     t.add_argument("--extra-data", action="append", metavar="DIR",
                    help="extra training clips in word/*.wav folders, e.g. `speechlstm synth` output")
+    t.add_argument("--talk", metavar="DIR",
+                   help="read speech in the LibriSpeech layout (streaming-aware windows: train.talk_ratio, "
+                        "train.stream_context_prob); utterances with a command word are not used")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=_train)
 
@@ -272,22 +362,49 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_bench)
 
     m = sub.add_parser("make-stream", help="build a long test recording with ground truth")
-    m.add_argument("--data", required=True, help="Speech Commands root")
+    m.add_argument("--data", help="Speech Commands root (the command clips and background noise)")
     m.add_argument("--split", default="test", choices=["train", "validation", "test"])
     m.add_argument("--minutes", type=float, default=10.0)
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--talk", metavar="DIR", help="read speech in the LibriSpeech layout between the clips")
+    m.add_argument("--talk-half", default="all", choices=["all", "validation", "test"],
+                   help="only the talkers of one half of the corpus's speakers (a fixed hash split)")
+    m.add_argument("--talk-volume", type=float, default=0.5, help="gain on the read speech")
+    m.add_argument("--talk-only", action="store_true",
+                   help="read speech (and noise) alone, no commands: every detection is a false alarm")
     m.add_argument("out_wav", type=Path)
     m.add_argument("out_csv", type=Path)
     m.set_defaults(func=_make_stream)
 
-    es = sub.add_parser("evaluate-stream", help="score the streaming recognizer on a long recording")
+    def recordings(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--audio", action="append", default=[], type=Path, required=True,
+                       help="a recording with commands (repeatable)")
+        p.add_argument("--labels", action="append", default=[], type=Path, required=True,
+                       help="its ground truth CSV: label,time_ms[,end_ms] (one per --audio)")
+        p.add_argument("--speech-audio", action="append", default=[], type=Path,
+                       help="command-free speech: every detection is a false alarm (repeatable)")
+        p.add_argument("--quiet", action="store_true")
+
+    es = sub.add_parser("evaluate-stream", help="score the streaming recognizer on long recordings")
     _add_stream_options(es)
-    es.add_argument("--audio", required=True, type=Path)
-    es.add_argument("--labels", required=True, type=Path, help="ground truth CSV: label,time_ms")
+    recordings(es)
     es.add_argument("--tolerance-ms", type=float, default=500.0)
+    es.add_argument("--sweep", action="store_true",
+                    help="also: correct / missed / wrong and false alarms per hour over thresholds")
+    es.add_argument("--out", type=Path, help="with --sweep: write sweep.csv, sweep.md and sweep.png here")
     es.add_argument("--json", action="store_true")
-    es.add_argument("--quiet", action="store_true")
     es.set_defaults(func=_evaluate_stream)
+
+    cs = sub.add_parser("calibrate-stream",
+                        help="choose the streaming rule (per-command thresholds) on validation recordings")
+    _add_stream_options(cs)
+    recordings(cs)
+    cs.add_argument("--max-wrong-pct", type=float, default=1.5, help="wrong detections, %% of commands")
+    cs.add_argument("--max-false-alarms-per-hour", type=float, default=1.5,
+                    help="on the --speech-audio recordings (without them: between the commands)")
+    cs.add_argument("--max-delay-ms", type=float, default=400.0, help="median, end of word to report")
+    cs.add_argument("--out", type=Path, required=True, help="checkpoint to write (the input's weights + the rule)")
+    cs.set_defaults(func=_calibrate_stream)
 
     lv = sub.add_parser("live", help="recognize commands from the microphone (or a recording)")
     _add_stream_options(lv, device_flag="--model-device")

@@ -4,7 +4,7 @@ feature and model sizes are defined and derived."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, TypeVar
 
 from .errors import ConfigError
@@ -138,6 +138,14 @@ class TrainConfig:
     speed: float = 0.1  # speed perturbation: rate drawn from [1 - speed, 1 + speed] (tempo and pitch)
     reverb_prob: float = 0.0  # chance of a simulated room (exponential-decay impulse response)
     reverb_rt60_s: tuple[float, float] = (0.1, 0.6)
+    # streaming-aware windows (windows.StreamWindows): shares of speech rows whose word is placed anywhere
+    # fully inside, cut at an edge (labelled by how much is inside), or given other speech around it
+    stream_place_prob: float = 0.0
+    stream_cut_prob: float = 0.0
+    stream_context_prob: float = 0.0
+    keep_fraction: float = 0.85  # a cut command at least this much inside keeps its label
+    unknown_fraction: float = 0.5  # ... at most this much inside is _unknown_ (between: left out of the loss)
+    talk_ratio: float = 0.0  # extra rows of read speech (--talk, no command words) as _unknown_, per batch row
     time_masks: int = 2
     time_mask_frames: int = 10
     freq_masks: int = 2
@@ -158,6 +166,50 @@ class TrainConfig:
             raise ConfigError(f"speed must be in [0, 0.5), got {self.speed}")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        for name in ("unknown_ratio", "silence_ratio", "synth_ratio", "mixup_alpha", "reverb_prob"):
+        if not 0 <= self.unknown_fraction < self.keep_fraction <= 1:
+            raise ConfigError("need 0 <= unknown_fraction < keep_fraction <= 1")
+        if self.stream_place_prob + self.stream_cut_prob > 1:
+            raise ConfigError("stream_place_prob + stream_cut_prob must be <= 1")
+        for name in ("unknown_ratio", "silence_ratio", "synth_ratio", "mixup_alpha", "reverb_prob", "talk_ratio",
+                     "stream_place_prob", "stream_cut_prob", "stream_context_prob"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """How continuous audio becomes detections (``StreamingRecognizer``). Saved in the
+    checkpoint once calibrated on a validation stream, so the CLI, the live loop and the
+    web demo's Live tab all use the same rule.
+
+    Every ``hop_ms`` the model hears the last second; posteriors are averaged over
+    ``average_window_ms``. A command becomes a candidate when it is the top class and
+    clears its threshold (``thresholds[label]``, else ``threshold``); the candidate
+    with the highest score wins (a later one must beat it by ``peak_margin``, so on a
+    plateau the earliest hop wins), and it fires once ``lookahead_ms`` pass without a
+    higher one (its peak). No second detection within ``suppression_ms`` of a peak.
+    ``lookahead_ms = 0`` fires at the first hop over the threshold. Hops quieter
+    than ``gate_db`` (dBFS RMS of the window) skip the model and count as silence.
+    """
+
+    hop_ms: float = 100.0
+    threshold: float = 0.7
+    thresholds: Mapping[str, float] = field(default_factory=dict)  # per command, from calibration
+    average_window_ms: float = 300.0
+    lookahead_ms: float = 300.0
+    peak_margin: float = 0.02
+    suppression_ms: float = 1000.0
+    gate_db: float | None = -55.0
+
+    def __post_init__(self) -> None:
+        if self.hop_ms <= 0 or min(self.average_window_ms, self.suppression_ms, self.lookahead_ms,
+                                   self.peak_margin) < 0:
+            raise ConfigError("need hop_ms > 0 and average_window_ms, lookahead_ms, peak_margin, suppression_ms >= 0")
+        for name, t in {"threshold": self.threshold, **self.thresholds}.items():
+            if not 0 < t <= 1:
+                raise ConfigError(f"threshold for {name} must be in (0, 1], got {t}")
+        object.__setattr__(self, "thresholds", {str(k): float(v) for k, v in self.thresholds.items()})
+        object.__setattr__(self, "threshold", float(self.threshold))  # plain types: weights_only loads
+
+    def threshold_of(self, label: str) -> float:
+        return self.thresholds.get(label, self.threshold)

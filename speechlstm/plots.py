@@ -95,3 +95,39 @@ def envelope(samples: np.ndarray, sample_rate: int, points: int = 2000):
     lo = np.minimum.reduceat(samples, edges[:-1]) if n else np.zeros(1)
     hi = np.maximum.reduceat(samples, edges[:-1]) if n else np.zeros(1)
     return edges[:-1] / sample_rate, lo, hi
+
+
+def plot_stream_sweep(rows: list[dict], path: str | Path) -> None:
+    """Streaming trade-off over thresholds: correct / missed / wrong per threshold
+    (left) and missed commands against false alarms per hour (right), the curve
+    wake-word benchmarks publish. Rows as ``stream_eval.sweep`` returns them."""
+    plt = _pyplot()
+    grid = [r for r in rows if r["threshold"] != "calibrated"]
+    cal = [r for r in rows if r["threshold"] == "calibrated"]
+    t = [float(r["threshold"]) for r in grid]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    for key, name, style in (("correct_pct", "correct", "o-"), ("missed_pct", "missed", "s-"),
+                             ("wrong_pct", "wrong", "^-")):
+        a.plot(t, [r[key] for r in grid], style, ms=4, label=name)
+    a.set_xlabel("threshold (every command)")
+    a.set_ylabel("% of spoken commands")
+    a.set_title("detections per threshold")
+    a.grid(alpha=0.3)
+    a.legend()
+    for key, name in (("false_alarms_per_hour", "between commands"),
+                      ("speech_false_alarms_per_hour", "on continuous speech")):
+        if all(key in r for r in grid):
+            b.plot([r[key] for r in grid], [r["missed_pct"] + r["wrong_pct"] for r in grid], "o-", ms=4,
+                   label=f"false alarms {name}")
+            for r in cal:
+                b.plot([r[key]], [r["missed_pct"] + r["wrong_pct"]], "k*", ms=12)
+    if cal:
+        b.plot([], [], "k*", ms=10, label="calibrated per-command thresholds")
+    b.set_xscale("symlog", linthresh=1.0)
+    b.set_xlabel("false alarms per hour")
+    b.set_ylabel("% of commands missed or wrong")
+    b.set_title("trade-off (lower left is better)")
+    b.grid(alpha=0.3, which="both")
+    b.legend(fontsize=8)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -2,22 +2,27 @@
 out. Pure computation: no audio device, no threads.
 
 A bidirectional LSTM cannot carry state frame by frame, so every ``hop_ms``
-the model re-runs on the last clip (1 s) of audio. Posteriors are averaged
-over ``average_window_ms``; a command fires when its smoothed score passes
-``threshold`` and no detection fired within ``suppression_ms`` (cf.
-TensorFlow's RecognizeCommands). Hops whose window is quieter than
-``gate_db`` skip the model and count as silence. Everything is a function
-of the sample stream alone, so results do not depend on chunk sizes.
+the model re-runs on the last clip (1 s) of audio. What happens to those
+posteriors is ``PeakPicker``'s job (the rule is ``config.StreamConfig``): they
+are averaged over ``average_window_ms``; a command that is the top class and
+clears its own threshold becomes a candidate, and the best candidate fires
+``lookahead_ms`` after its peak, once no higher score followed, so a word
+fires once, at the hop where the window holds it best, not at the first
+partial view that happens to cross a threshold. Hops whose window is quieter
+than ``gate_db`` skip the model and count as silence. Everything is a
+function of the sample stream alone, so results do not depend on chunk sizes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from .audio import to_float32, to_mono
+from .config import StreamConfig
 from .data import SILENCE, UNKNOWN
 from .infer import Recognizer
 
@@ -25,41 +30,98 @@ from .infer import Recognizer
 @dataclass(frozen=True)
 class Detection:
     label: str
-    score: float  # smoothed probability when it fired
-    time_ms: float  # stream time of the end of the window that fired
+    score: float  # smoothed probability at the peak
+    time_ms: float  # stream time of the end of the window that peaked
     start_ms: float  # stream time of the start of that window
+    fired_ms: float | None = None  # stream time when it was reported (peak + look-ahead); None: time_ms
+
+    def __post_init__(self) -> None:
+        if self.fired_ms is None:
+            object.__setattr__(self, "fired_ms", self.time_ms)
 
     def to_dict(self) -> dict:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
+class PeakPicker:
+    """The decision rule alone: one posterior vector per hop in, detections out.
+    ``StreamingRecognizer`` feeds it from the model; ``stream_eval`` replays recorded
+    posteriors through it to sweep and calibrate thresholds without re-running the model."""
+
+    def __init__(self, labels: list[str], config: StreamConfig, clip_ms: float = 1000.0):
+        self.labels, self.config, self.clip_ms = list(labels), config, clip_ms
+        self.fillers = {i for i, name in enumerate(self.labels) if name in (SILENCE, UNKNOWN)}
+        self._thresholds = np.array([config.threshold_of(name) for name in self.labels], dtype=np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        self._history: deque[tuple[float, np.ndarray]] = deque()
+        self._sum: np.ndarray | None = None
+        self._pending: tuple[int, float, float] | None = None  # (label, score, time_ms) of the best so far
+        self._last_peak_ms = -np.inf
+        self.last_probs: np.ndarray | None = None  # smoothed posteriors after the latest hop
+
+    def step(self, now_ms: float, probs: np.ndarray) -> Detection | None:
+        """The posteriors of the window ending at ``now_ms``; returns a detection when a peak is confirmed."""
+        self._history.append((now_ms, probs))
+        while len(self._history) > 1 and self._history[0][0] <= now_ms - self.config.average_window_ms + 1e-6:
+            self._history.popleft()
+        return self.decide(now_ms, np.mean([p for _, p in self._history], axis=0))
+
+    def decide(self, now_ms: float, avg: np.ndarray) -> Detection | None:
+        """The rule on already smoothed posteriors (what ``step`` does after averaging)."""
+        cfg = self.config
+        self.last_probs = avg
+        best = int(np.argmax(avg))
+        score = float(avg[best])
+        if (best not in self.fillers and score >= self._thresholds[best]
+                and now_ms - self._last_peak_ms >= cfg.suppression_ms
+                and (self._pending is None or score > self._pending[1] + cfg.peak_margin + 1e-6)):
+            self._pending = (best, score, now_ms)
+        if self._pending is not None and now_ms - self._pending[2] >= cfg.lookahead_ms - 1e-6:
+            return self._fire(now_ms)
+        return None
+
+    def flush(self, now_ms: float) -> Detection | None:
+        """The end of the stream: report a candidate still waiting for its look-ahead."""
+        return self._fire(now_ms) if self._pending is not None else None
+
+    def _fire(self, now_ms: float) -> Detection:
+        label, score, peak_ms = self._pending
+        self._pending, self._last_peak_ms = None, peak_ms
+        return Detection(self.labels[label], score, peak_ms, max(0.0, peak_ms - self.clip_ms), now_ms)
+
+
 class StreamingRecognizer:
-    def __init__(self, recognizer: Recognizer, *, hop_ms: float = 100.0, threshold: float = 0.7,
-                 suppression_ms: float = 1000.0, average_window_ms: float = 500.0,
-                 gate_db: float | None = -55.0, input_rate: int | None = None):
-        if hop_ms <= 0 or average_window_ms < 0 or suppression_ms < 0 or not 0 < threshold <= 1:
-            raise ValueError("need hop_ms > 0, average_window_ms >= 0, suppression_ms >= 0, 0 < threshold <= 1")
+    """``StreamingRecognizer(rec)`` uses the rule saved in the model's checkpoint
+    (``rec.checkpoint.streaming``); keyword arguments override its fields. Passing
+    ``threshold`` alone sets every command's threshold (it replaces calibrated ones)."""
+
+    def __init__(self, recognizer: Recognizer, config: StreamConfig | None = None, *,
+                 input_rate: int | None = None, **overrides):
+        config = config or recognizer.checkpoint.streaming
+        if "threshold" in overrides and "thresholds" not in overrides:
+            overrides["thresholds"] = {}
+        self.config = dataclasses.replace(config, **overrides)
         self.recognizer = recognizer
         self.sample_rate = recognizer.sample_rate
-        self.hop_samples = max(1, round(self.sample_rate * hop_ms / 1000))
-        self.hop_ms, self.threshold, self.suppression_ms = hop_ms, threshold, suppression_ms
-        self.average_window_ms, self.gate_db = average_window_ms, gate_db
+        self.hop_samples = max(1, round(self.sample_rate * self.config.hop_ms / 1000))
         self.input_rate = input_rate or self.sample_rate
         labels = recognizer.labels
         self._silence = labels.index(SILENCE) if SILENCE in labels else None
-        self._fillers = {i for i, name in enumerate(labels) if name in (SILENCE, UNKNOWN)}
+        self.picker = PeakPicker(labels, self.config, 1000.0 * recognizer.clip_samples / self.sample_rate)
+        self.trace: list[tuple[float, np.ndarray]] | None = None  # set to [] to record every hop's posteriors
         self.reset()
 
     def reset(self) -> None:
         """Forget all audio and history; stream time starts again at 0."""
-        n = self.recognizer.clip_samples
-        self._ring = np.zeros(n, dtype=np.float32)  # the last clip, oldest first
+        self._ring = np.zeros(self.recognizer.clip_samples, dtype=np.float32)  # the last clip, oldest first
         self._samples = 0  # samples pushed since reset (at the model rate)
         self._to_hop = self.hop_samples
-        self._history: deque[tuple[float, np.ndarray]] = deque()
-        self._last_fire_ms = -np.inf
+        self.picker.reset()
         self.model_runs = self.gated_hops = 0
-        self.last_probs: np.ndarray | None = None  # smoothed posteriors after the latest hop
+        if self.trace is not None:
+            self.trace = []
         self._resampler = None
         if self.input_rate != self.sample_rate:
             import soxr
@@ -71,8 +133,14 @@ class StreamingRecognizer:
     def time_ms(self) -> float:
         return 1000.0 * self._samples / self.sample_rate
 
+    @property
+    def last_probs(self) -> np.ndarray | None:
+        """Smoothed posteriors after the latest hop."""
+        return self.picker.last_probs
+
     def push(self, chunk: np.ndarray, last: bool = False) -> list[Detection]:
-        """Feed audio (any length, mono or multichannel, at ``input_rate``)."""
+        """Feed audio (any length, mono or multichannel, at ``input_rate``). ``last``:
+        the stream ends here; a word still inside its look-ahead is reported now."""
         x = to_mono(to_float32(np.asarray(chunk)))
         if self._resampler is not None:
             x = self._resampler.resample_chunk(x, last=last)
@@ -83,9 +151,13 @@ class StreamingRecognizer:
             x, self._to_hop = x[take:], self._to_hop - take
             if self._to_hop == 0:
                 self._to_hop = self.hop_samples
-                det = self._hop()
+                det = self.picker.step(self.time_ms, self._posteriors())
                 if det is not None:
                     out.append(det)
+        if last:
+            det = self.picker.flush(self.time_ms)
+            if det is not None:
+                out.append(det)
         return out
 
     def _append(self, x: np.ndarray) -> None:
@@ -97,26 +169,16 @@ class StreamingRecognizer:
             self._ring[-len(x):] = x
         self._samples += len(x)
 
-    def _hop(self) -> Detection | None:
-        now = self.time_ms
+    def _posteriors(self) -> np.ndarray:
+        gate = self.config.gate_db
         rms = float(np.sqrt(np.mean(np.square(self._ring, dtype=np.float64))))
-        if self.gate_db is not None and self._silence is not None and 20 * np.log10(rms + 1e-10) < self.gate_db:
+        if gate is not None and self._silence is not None and 20 * np.log10(rms + 1e-10) < gate:
             probs = np.zeros(len(self.recognizer.labels), dtype=np.float32)
             probs[self._silence] = 1.0
             self.gated_hops += 1
         else:
             probs = self.recognizer.probabilities(self._ring[None])[0]
             self.model_runs += 1
-        self._history.append((now, probs))
-        while self._history and self._history[0][0] <= now - self.average_window_ms - 1e-6:
-            self._history.popleft()
-        avg = np.mean([p for _, p in self._history], axis=0)
-        self.last_probs = avg
-        best = int(np.argmax(avg))
-        if best in self._fillers or avg[best] < self.threshold:
-            return None
-        if now - self._last_fire_ms < self.suppression_ms:
-            return None
-        self._last_fire_ms = now
-        clip_ms = 1000.0 * len(self._ring) / self.sample_rate
-        return Detection(self.recognizer.labels[best], float(avg[best]), now, max(0.0, now - clip_ms))
+        if self.trace is not None:
+            self.trace.append((self.time_ms, probs))
+        return probs

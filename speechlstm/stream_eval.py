@@ -1,91 +1,108 @@
-"""Streaming evaluation, like TensorFlow's test_streaming_accuracy: build a
-long recording from real clips over background noise with ground truth, run
-the StreamingRecognizer over it, and score detections against the truth."""
+"""Scoring the streaming recognizer, like TensorFlow's test_streaming_accuracy,
+and choosing its rule: run it over a recording with ground truth
+(``stream_make``), match detections to spoken clips, sweep thresholds for the
+correct / missed / wrong against false-alarms-per-hour curves that wake-word
+benchmarks publish, and calibrate per-command thresholds on a validation
+stream. The model runs once per recording; sweeps replay its recorded
+posteriors through ``PeakPicker``."""
 
 from __future__ import annotations
 
-import csv
-import os
+import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .audio import read_audio
-from .data import COMMANDS10, UNKNOWN, SpeechCommandsIndex
-from .errors import DataError
-from .stream import Detection, StreamingRecognizer
+from .config import StreamConfig
+from .data import COMMANDS10, UNKNOWN
+from .stream import Detection, PeakPicker, StreamingRecognizer
+from .stream_make import Event
+
+SWEEP_THRESHOLDS = tuple(round(0.30 + 0.05 * i, 2) for i in range(14))  # 0.30 ... 0.95
 
 
-@dataclass(frozen=True)
-class Event:
-    label: str  # a command, or _unknown_ for other speech
-    time_ms: float  # where the 1 s clip starts in the recording
+@dataclass
+class Recording:
+    """One scored recording: its model posteriors per hop, its truth (empty for
+    speech that holds no commands: every detection there is a false alarm)."""
 
-
-def make_stream(data_dir: str | os.PathLike, split: str = "test", minutes: float = 1.0, seed: int = 0,
-                sample_rate: int = 16000, gap_ms: tuple[float, float] = (1500.0, 3000.0),
-                unknown_share: float = 0.2, noise_volume: float = 0.1) -> tuple[np.ndarray, list[Event]]:
-    """A recording of ``minutes`` with a clip every 2.5-4 s (1 s clip + gap)
-    over continuous background noise. Returns (samples, ground truth)."""
-    index = SpeechCommandsIndex.scan(data_dir)
-    rng = np.random.default_rng(seed)
-    pool = [c for c in index.clips if c.split == split]
-    commands = [c for c in pool if c.word in COMMANDS10]
-    others = [c for c in pool if c.word not in COMMANDS10]
-    if not commands:
-        raise DataError(f"{data_dir}: no command clips in the {split} split")
-    total = int(minutes * 60 * sample_rate)
-    noise = [read_audio(p, sample_rate)[0] for p in index.noise_files]
-    audio = np.zeros(total, dtype=np.float32)
-    if noise:  # tile background noise segments over the whole recording
-        pos = 0
-        while pos < total:
-            seg = noise[rng.integers(len(noise))]
-            take = min(len(seg), total - pos, 10 * sample_rate)
-            start = rng.integers(len(seg) - take + 1)
-            audio[pos : pos + take] = seg[start : start + take] * noise_volume
-            pos += take
-    events: list[Event] = []
-    pos = int(rng.uniform(*gap_ms) * sample_rate / 1000)
-    while pos + sample_rate <= total:
-        use_unknown = others and rng.random() < unknown_share
-        clip = (others if use_unknown else commands)[rng.integers(len(others if use_unknown else commands))]
-        x, _ = read_audio(index.root / clip.rel, sample_rate)
-        x = x[:sample_rate]
-        audio[pos : pos + len(x)] += x
-        events.append(Event(UNKNOWN if use_unknown else clip.word, 1000.0 * pos / sample_rate))
-        pos += sample_rate + int(rng.uniform(*gap_ms) * sample_rate / 1000)
-    return np.clip(audio, -1, 1), events
-
-
-def write_truth(events: list[Event], path: str | os.PathLike) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["label", "time_ms"])
-        for e in events:
-            w.writerow([e.label, round(e.time_ms, 4)])  # sample-exact at 16 kHz
-
-
-def read_truth(path: str | os.PathLike) -> list[Event]:
-    events = []
-    with open(path, newline="") as f:
-        for i, row in enumerate(csv.reader(f)):
-            if not row or (i == 0 and row[0].strip().lower() == "label"):
-                continue
-            try:
-                events.append(Event(row[0].strip(), float(row[1])))
-            except (IndexError, ValueError):
-                raise DataError(f"{path}:{i + 1}: expected 'label,time_ms', got {row}") from None
-    return sorted(events, key=lambda e: e.time_ms)
+    times_ms: np.ndarray  # (H,) end of each hop's window
+    probs: np.ndarray  # (H, n_labels) raw posteriors
+    truth: list[Event]
+    duration_ms: float
+    hop_ms: float
+    clip_ms: float
 
 
 def run_stream(streamer: StreamingRecognizer, audio: np.ndarray, chunk: int = 1600,
                progress: bool = True) -> list[Detection]:
     streamer.reset()
     out: list[Detection] = []
-    for start in tqdm(range(0, len(audio), chunk), desc="streaming", unit="chunk", disable=not progress):
-        out += streamer.push(audio[start : start + chunk])
+    starts = range(0, len(audio), chunk)
+    for start in tqdm(starts, desc="streaming", unit="chunk", disable=not progress):
+        out += streamer.push(audio[start : start + chunk], last=start + chunk >= len(audio))
+    return out
+
+
+def record(streamer: StreamingRecognizer, audio: np.ndarray, truth: list[Event],
+           progress: bool = True) -> tuple[Recording, list[Detection]]:
+    """Run the streamer over ``audio`` keeping every hop's posteriors for replays."""
+    streamer.trace = []
+    detections = run_stream(streamer, audio, progress=progress)
+    times = np.array([t for t, _ in streamer.trace], dtype=np.float64)
+    probs = np.stack([p for _, p in streamer.trace]) if streamer.trace else np.zeros((0, len(streamer.picker.labels)))
+    rec = Recording(times, probs.astype(np.float32), truth, 1000.0 * len(audio) / streamer.sample_rate,
+                    streamer.config.hop_ms, streamer.picker.clip_ms)
+    streamer.trace = None
+    return rec, detections
+
+
+def replay(rec: Recording, labels: list[str], config: StreamConfig) -> list[Detection]:
+    """The detections ``config``'s rule would give on a recorded run (same hop)."""
+    k = max(1, math.ceil(config.average_window_ms / rec.hop_ms - 1e-9))  # hops inside the average
+    csum = np.concatenate([np.zeros((1, rec.probs.shape[1])), np.cumsum(rec.probs, 0, dtype=np.float64)])
+    idx = np.arange(len(rec.probs))
+    lo = np.maximum(0, idx - k + 1)
+    smooth = ((csum[idx + 1] - csum[lo]) / (idx + 1 - lo)[:, None]).astype(np.float32)
+    # PeakPicker.decide, vectorised: only hops where a command clears its threshold can
+    # start or raise a candidate; a candidate fires at the first hop lookahead_ms after it.
+    picker = PeakPicker(labels, config, rec.clip_ms)
+    thresholds = np.array([config.threshold_of(name) for name in labels], dtype=np.float32)
+    best = smooth.argmax(1)
+    score = smooth[idx, best]
+    command = ~np.isin(best, sorted(picker.fillers))
+    cand = np.flatnonzero(command & (score >= thresholds[best]))
+    times = rec.times_ms
+    out: list[Detection] = []
+    pending: tuple[int, float, float] | None = None  # (label, score, time_ms)
+    last_peak = -np.inf
+
+    def fire(at_ms: float) -> None:
+        nonlocal pending, last_peak
+        label, sc, peak = pending
+        out.append(Detection(labels[label], float(sc), float(peak), max(0.0, float(peak) - rec.clip_ms),
+                             float(at_ms)))
+        pending, last_peak = None, peak
+
+    def due(after: float) -> int:  # the first hop at least lookahead_ms after a peak
+        return int(np.searchsorted(times, after + config.lookahead_ms - 1e-6))
+
+    for i in cand:
+        t = times[i]
+        if pending is not None:
+            f = due(pending[2])
+            if f < i:
+                fire(times[f])
+        higher = pending is None or score[i] > pending[1] + config.peak_margin + 1e-6
+        if t - last_peak >= config.suppression_ms and higher:
+            pending = (int(best[i]), float(score[i]), float(t))
+        if pending is not None and due(pending[2]) <= i:
+            fire(t)
+    if pending is not None:
+        f = due(pending[2])
+        fire(times[f] if f < len(times) else rec.duration_ms)
     return out
 
 
@@ -93,16 +110,18 @@ def score_stream(detections: list[Detection], truth: list[Event], duration_ms: f
                  clip_ms: float = 1000.0, tolerance_ms: float = 500.0) -> dict:
     """Match each detection to the spoken clip it fired on.
 
-    A detection at time t (end of its window) belongs to an event at time e
+    A detection whose deciding window ends at t belongs to an event at time e
     when e <= t <= e + clip_ms + tolerance_ms. Per command event: matched
-    (some detection), correct (the first one has the right label), wrong.
-    Detections that belong to no command event are false positives; those
-    outside any spoken clip are false alarms, counted per hour of audio
-    without commands.
+    (some detection), correct (the first one has the right label), wrong,
+    missed. Detections that belong to no command event are false positives;
+    they are counted per hour of audio outside the command clips (with no
+    commands in the truth: per hour of the whole recording). Delay: from the
+    end of the word's speech (when the truth has it) to the report.
     """
     commands = [e for e in truth if e.label != UNKNOWN]
     used: set[int] = set()
     correct = wrong = 0
+    delays: list[float] = []
     false_pos: list[Detection] = []
     for d in detections:
         hit = next((i for i, e in enumerate(truth)
@@ -115,6 +134,8 @@ def score_stream(detections: list[Detection], truth: list[Event], duration_ms: f
         used.add(hit)
         if d.label == truth[hit].label:
             correct += 1
+            if truth[hit].end_ms is not None:
+                delays.append(d.fired_ms - truth[hit].end_ms)
         else:
             wrong += 1
     n = max(1, len(commands))
@@ -129,10 +150,145 @@ def score_stream(detections: list[Detection], truth: list[Event], duration_ms: f
         "detections": len(detections),
         "matched_pct": round(100 * (correct + wrong) / n, 2),
         "correct_pct": round(100 * correct / n, 2),
+        "missed_pct": round(100 * (len(commands) - correct - wrong) / n, 2),
         "wrong_pct": round(100 * wrong / n, 2),
         "false_positive_pct": round(100 * len(false_pos) / n, 2),
         "false_positives_on_unknown_speech": on_unknown,
+        "false_alarms": len(false_pos),
         "false_alarms_per_hour": round(len(false_pos) / quiet_hours, 2),
+        "median_delay_ms": round(float(np.median(delays)), 1) if delays else None,
+        "p90_delay_ms": round(float(np.percentile(delays, 90)), 1) if delays else None,
         "tolerance_ms": tolerance_ms,
         "duration_s": round(duration_ms / 1000, 1),
+        "quiet_hours": round(quiet_hours, 5),
     }
+
+
+def clip_accuracy(recognizer, audio: np.ndarray, truth: list[Event]) -> float | None:
+    """The model's one-clip accuracy on the same spoken commands: each event's
+    1 s of the recording (the clip and its background) classified on its own."""
+    commands = [e for e in truth if e.label != UNKNOWN]
+    if not commands:
+        return None
+    n, rate = recognizer.clip_samples, recognizer.sample_rate
+    clips = np.zeros((len(commands), n), np.float32)
+    for i, e in enumerate(commands):
+        at = int(round(e.time_ms * rate / 1000))
+        seg = audio[at : at + n]
+        clips[i, : len(seg)] = seg
+    pred = recognizer.probabilities(clips).argmax(1)
+    labels = recognizer.labels
+    return round(100 * float(np.mean([labels[p] == e.label for p, e in zip(pred, commands)])), 2)
+
+
+def evaluate(recs: list[Recording], speech: list[Recording], labels: list[str], config: StreamConfig,
+             tolerance_ms: float = 500.0) -> dict:
+    """Score ``config`` on command recordings (pooled) and on command-free speech
+    (its false alarms per hour as ``speech_false_alarms_per_hour``)."""
+    dets = [(r, replay(r, labels, config)) for r in recs]
+    pooled = _pool([score_stream(d, r.truth, r.duration_ms, r.clip_ms, tolerance_ms) for r, d in dets])
+    if speech:
+        alarms = sum(len(replay(r, labels, config)) for r in speech)
+        hours = sum(r.duration_ms for r in speech) / 3.6e6
+        pooled["speech_false_alarms_per_hour"] = round(alarms / hours, 2)
+        pooled["speech_hours"] = round(hours, 3)
+    return pooled
+
+
+def _pool(scores: list[dict]) -> dict:
+    if len(scores) == 1:
+        return scores[0]
+    n = sum(s["commands"] for s in scores)
+    out = {"commands": n, "unknown_events": sum(s["unknown_events"] for s in scores),
+           "detections": sum(s["detections"] for s in scores)}
+    for key in ("matched_pct", "correct_pct", "missed_pct", "wrong_pct", "false_positive_pct"):
+        out[key] = round(sum(s[key] * s["commands"] for s in scores) / max(1, n), 2)
+    out["false_alarms"] = sum(s["false_alarms"] for s in scores)
+    out["quiet_hours"] = sum(s["quiet_hours"] for s in scores)
+    out["false_alarms_per_hour"] = round(out["false_alarms"] / max(1e-9, out["quiet_hours"]), 2)
+    delays = [s["median_delay_ms"] for s in scores if s["median_delay_ms"] is not None]
+    out["median_delay_ms"] = float(np.median(delays)) if delays else None
+    return out
+
+
+def sweep(recs: list[Recording], speech: list[Recording], labels: list[str], base: StreamConfig,
+          thresholds: tuple[float, ...] = SWEEP_THRESHOLDS) -> list[dict]:
+    """One row per global threshold (per-command thresholds cleared), and one for
+    ``base`` itself when it has calibrated per-command thresholds."""
+    rows = []
+    configs = [(f"{t:.2f}", dataclasses.replace(base, threshold=t, thresholds={})) for t in thresholds]
+    if base.thresholds:
+        configs.append(("calibrated", base))
+    for name, cfg in tqdm(configs, desc="sweeping thresholds", unit="setting", leave=False):
+        rows.append({"threshold": name, **evaluate(recs, speech, labels, cfg)})
+    return rows
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What calibration aims for: wrong detections (% of commands), false alarms per
+    hour on command-free speech (without it: between the commands), median delay
+    from the end of a word to its report. Settings within all three are ranked by
+    correct detections. When none is, ``cost`` ranks them: missed% + 3 x wrong% +
+    false alarms per hour + (delay over the limit) / 10 ms: a false alarm an hour
+    weighs as much as missing one command in a hundred."""
+
+    max_wrong_pct: float = 1.5
+    max_false_alarms_per_hour: float = 1.5
+    max_delay_ms: float = 400.0
+
+    @staticmethod
+    def _fa(s: dict) -> float:
+        return s.get("speech_false_alarms_per_hour", s["false_alarms_per_hour"])
+
+    def within(self, s: dict) -> bool:
+        delay = s["median_delay_ms"] or 0.0
+        return (s["wrong_pct"] <= self.max_wrong_pct and self._fa(s) <= self.max_false_alarms_per_hour
+                and delay <= self.max_delay_ms)
+
+    def cost(self, s: dict) -> float:
+        delay = s["median_delay_ms"] or 0.0
+        return s["missed_pct"] + 3 * s["wrong_pct"] + self._fa(s) + max(0.0, delay - self.max_delay_ms) / 10
+
+    def better(self, a: dict, b: dict | None) -> bool:
+        if b is None:
+            return True
+        if self.within(a) != self.within(b):
+            return self.within(a)
+        if self.within(a):
+            return (a["correct_pct"], -self.cost(a)) > (b["correct_pct"], -self.cost(b))
+        return self.cost(a) < self.cost(b)
+
+
+def calibrate(recs: list[Recording], speech: list[Recording], labels: list[str], base: StreamConfig,
+              limits: Limits = Limits(), *, windows_ms: tuple[float, ...] = (0.0, 200.0, 300.0, 500.0),
+              lookaheads_ms: tuple[float, ...] = (0.0, 100.0, 200.0, 300.0),
+              peak_margins: tuple[float, ...] = (0.0, 0.05),
+              thresholds: tuple[float, ...] = SWEEP_THRESHOLDS, passes: int = 2,
+              progress: bool = True) -> tuple[StreamConfig, dict]:
+    """Choose the averaging window, look-ahead, peak margin and a global threshold,
+    then each command's own threshold, on validation recordings: the most correct
+    detections within ``limits``; where nothing is within them, the smallest excess.
+    Returns (config, its scores)."""
+    best_cfg, best = None, None
+    grid = [(w, la, m, t) for w in windows_ms for la in lookaheads_ms for m in peak_margins for t in thresholds]
+    for w, la, m, t in tqdm(grid, desc="calibrating the rule", unit="setting", disable=not progress):
+        cfg = dataclasses.replace(base, average_window_ms=w, lookahead_ms=la, peak_margin=m, threshold=t,
+                                  thresholds={})
+        s = evaluate(recs, speech, labels, cfg)
+        if limits.better(s, best):
+            best_cfg, best = cfg, s
+    commands = [c for c in labels if c in COMMANDS10] or [c for c in labels if c != UNKNOWN]
+    for _ in range(passes):
+        changed = False
+        for c in tqdm(commands, desc="per-command thresholds", unit="command", disable=not progress):
+            for t in thresholds:
+                if t == best_cfg.threshold_of(c):
+                    continue
+                cfg = dataclasses.replace(best_cfg, thresholds={**best_cfg.thresholds, c: t})
+                s = evaluate(recs, speech, labels, cfg)
+                if limits.better(s, best):
+                    best_cfg, best, changed = cfg, s, True
+        if not changed:
+            break
+    return best_cfg, best

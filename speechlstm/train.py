@@ -22,8 +22,9 @@ from .augment import Augmenter
 from .checkpoint import Checkpoint, atomic_torch_save, load_checkpoint, safe_load, save_checkpoint
 from .config import FeatureConfig, ModelConfig, TrainConfig, to_dict
 from .data import SILENCE, SpeechCommands, SplitSet
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .model import KeywordBiLSTM, count_parameters, resolve_device
+from .windows import StreamWindows, load_talk
 
 
 def state_path(out: Path) -> Path:
@@ -92,7 +93,8 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
           features: FeatureConfig = FeatureConfig(), model_cfg: ModelConfig = ModelConfig(), *,
           device: str = "auto", resume: bool = False, cache_dir: str | os.PathLike | None = None,
           progress: bool = True, max_steps: int | None = None,
-          extra_data: tuple[str | os.PathLike, ...] = (), clock: StageClock | None = None) -> Result:
+          extra_data: tuple[str | os.PathLike, ...] = (), talk_dir: str | os.PathLike | None = None,
+          clock: StageClock | None = None) -> Result:
     """Train a model and write the best-on-validation checkpoint to ``out``.
 
     Beside it: ``<out>.metrics.csv`` (one row per epoch) and
@@ -100,6 +102,8 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
     caps optimizer steps per epoch (smoke tests). ``extra_data``: directories of
     extra training clips in ``word/*.wav`` form (e.g. `speechlstm synth` output),
     mixed in at ``cfg.synth_ratio``; their non-command words join the unknown pool.
+    ``talk_dir``: read speech in the LibriSpeech layout for the streaming-aware
+    windows (``cfg.talk_ratio``, ``cfg.stream_context_prob``).
     ``clock``: time each stage of every training step (``speechlstm bench --train``).
     """
     out, dev = Path(out), resolve_device(device)
@@ -126,6 +130,11 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
     use_amp = dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     augment = Augmenter(cfg, features, data.noise, dev)
+    if talk_dir is None and cfg.talk_ratio > 0:
+        raise ConfigError("train.talk_ratio > 0 needs read speech: pass talk_dir (--talk DIR)")
+    talk = load_talk(talk_dir, features.sample_rate, progress=progress) if talk_dir is not None else None
+    windows = StreamWindows(cfg, data.labels, features.sample_rate, talk) if cfg.task == "commands12" else None
+    windows = windows if windows is not None and windows.active else None
     ema = (torch.optim.swa_utils.AveragedModel(
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
         if cfg.ema_decay > 0 else None)
@@ -174,8 +183,13 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
         for step, (wave, y) in enumerate(bar):
             if step >= steps_per_epoch:
                 break
-            wave, y = wave.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             mark("load batch")  # memory-mapped clip cache -> float batch (+ silence crops)
+            weight = None
+            if windows is not None:
+                wave, y, weight = windows(wave, y, gen)
+                weight = weight.to(dev)
+                mark("streaming windows")
+            wave, y = wave.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             wave = augment.wave(wave, gen, skip=(y == silence).cpu())
             lam, partner = 1.0, y
             if cfg.mixup_alpha > 0:  # mix each clip with another of the batch
@@ -188,10 +202,9 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
                 mark("MFCC")
                 feats = augment.spec(feats, gen)
                 logits = model.classify(feats)  # (B, n_classes)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                loss = _loss(logits, y, weight, cfg.label_smoothing)
                 if lam < 1.0:
-                    loss = lam * loss + (1 - lam) * F.cross_entropy(
-                        logits.float(), partner, label_smoothing=cfg.label_smoothing)
+                    loss = lam * loss + (1 - lam) * _loss(logits, partner, weight, cfg.label_smoothing)
             mark("forward: SpecAugment, network, loss")
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -220,7 +233,7 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
         improved = val_acc > best_acc
         if improved:
             best_acc, best_epoch, bad_epochs = val_acc, epoch + 1, 0
-            _save(out, judged, data, features, model_cfg, cfg, data_dir, dev,
+            _save(out, judged, data, features, model_cfg, cfg, data_dir, talk_dir, dev,
                   {"val_acc": val_acc, "val_loss": val_loss, "best_epoch": best_epoch}, started)
         else:
             bad_epochs += 1
@@ -249,6 +262,14 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
     return Result(out, best_epoch, best.metrics)
 
 
+def _loss(logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None, smoothing: float) -> torch.Tensor:
+    """Cross-entropy; with ``weight`` (B,), a weighted mean (0: a row left out)."""
+    if weight is None:
+        return F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
+    per_row = F.cross_entropy(logits.float(), y, label_smoothing=smoothing, reduction="none")
+    return (per_row * weight).sum() / weight.sum().clamp_min(1.0)
+
+
 def _append_csv(path: Path, row: dict[str, Any]) -> None:
     new = not path.exists()
     with path.open("a", newline="") as f:
@@ -269,11 +290,12 @@ def _truncate_csv(path: Path, last_epoch: int) -> None:
 
 
 def _save(out: Path, model: KeywordBiLSTM, data: SpeechCommands, features: FeatureConfig,
-          model_cfg: ModelConfig, cfg: TrainConfig, data_dir, dev: torch.device,
+          model_cfg: ModelConfig, cfg: TrainConfig, data_dir, talk_dir, dev: torch.device,
           metrics: dict[str, Any], started: float) -> None:
     provenance = {
         "data_dir": str(Path(data_dir).resolve()),
         "split_source": data.index.split_source,
+        "talk_dir": str(Path(talk_dir).resolve()) if talk_dir is not None else None,
         "split_sizes": data.split_sizes(),
         "skipped_clips": len(data.skipped),
         "seed": cfg.seed,

@@ -74,3 +74,24 @@ def needs(path: Path) -> pytest.MarkDecorator:
 
 needs_shared = needs(MINI)
 needs_test_mini = needs(TEST_MINI)
+
+
+LIBRISPEECH_SAMPLE = SHARED / "librispeech_sample"
+
+
+def make_fake_librispeech(root: Path, speakers: tuple[str, ...] = ("19", "32", "103", "1089"),
+                          seed: int = 0) -> Path:
+    """LibriSpeech layout: speaker/chapter/speaker-chapter-NNNN.flac + .trans.txt;
+    each speaker's second utterance says a command word (in its transcript)."""
+    rng = np.random.default_rng(seed)
+    for spk in speakers:
+        chapter = root / spk / "100"
+        chapter.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for k, text in enumerate(("THE CAT SAT THERE", "HE SAID NO TO THEM", "A LONG WALK HOME")):
+            key = f"{spk}-100-{k:04d}"
+            words = [word_tone(w.lower(), spk, rng=rng) for w in text.split()]  # a second a word
+            sf.write(chapter / f"{key}.flac", np.concatenate(words), SR, subtype="PCM_16")
+            lines.append(f"{key} {text}")
+        (chapter / f"{spk}-100.trans.txt").write_text("\n".join(lines) + "\n")
+    return root

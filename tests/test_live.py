@@ -16,7 +16,7 @@ from conftest import EXAMPLES, SHIPPED
 from speechlstm import read_audio
 
 pytestmark = pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped checkpoint")
-WORDS = ["yes", "no", "stop", "go"]
+WORDS = ["yes", "no", "up", "left", "stop", "go"]  # every command with an example clip: each must come out
 
 
 def _clip(word):

@@ -9,7 +9,8 @@ from conftest import EXAMPLES, SHIPPED, make_fake_dataset
 from speechlstm import Recognizer, read_audio
 from speechlstm.audio import resample
 from speechlstm.stream import Detection, StreamingRecognizer
-from speechlstm.stream_eval import Event, make_stream, read_truth, score_stream, write_truth
+from speechlstm.stream_eval import score_stream
+from speechlstm.stream_make import Event, make_stream, read_truth, write_truth
 
 needs_model = pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped checkpoint")
 WORDS = ["yes", "no", "up", "left", "stop", "go"]

@@ -1,0 +1,123 @@
+"""Streaming-aware training windows. In a stream the 1 s window slides over
+each word: most windows the model sees hold part of a word, a word at an
+edge, or a word with other speech around it. Clips from the dataset hold
+one centred word, so a model trained on them alone fires on partial words
+and on read speech. ``StreamWindows`` rewrites a batch so that training sees
+what streaming sees, with one overlap rule for the labels:
+
+- a command whose speech is at least ``keep_fraction`` inside the window keeps
+  its label (placed anywhere, also at the very edge: it fires as soon as the
+  word is complete);
+- one with at most ``unknown_fraction`` inside is ``_unknown_`` (a partial word
+  must not fire); in between the row is left out of the loss (ambiguous);
+- other speech beside a complete command (read speech or another clip's
+  word, kept clear of it) does not change its label;
+- 1 s crops of continuous read speech with no command word in the
+  transcript (``talk``) are extra ``_unknown_`` rows.
+
+Word extent comes from ``audio.speech_bounds`` (energy within 30 dB of the
+clip's loudest 10 ms). Every random draw comes from the generator passed in."""
+
+from __future__ import annotations
+
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .audio import read_audio, speech_bounds
+from .config import TrainConfig
+from .corpus import librispeech_utterances
+from .data import COMMANDS10
+from .errors import DataError
+
+
+def load_talk(root: str | os.PathLike, sample_rate: int, max_minutes: float | None = None,
+              progress: bool = True) -> np.ndarray:
+    """Read speech whose transcript holds none of the ten commands, as one int16
+    array (utterances back to back), at most ``max_minutes``."""
+    words = {w.upper() for w in COMMANDS10}
+    utts = [u for u in librispeech_utterances(root) if not words & set(re.findall(r"[A-Z']+", u.text))]
+    if not utts:
+        raise DataError(f"{root}: no utterance without command words")
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        parts, total = [], 0
+        for x, _ in tqdm(pool.map(lambda u: read_audio(u.path, sample_rate), utts), total=len(utts),
+                         desc="reading talk", unit="utt", disable=not progress):
+            parts.append(np.round(x * 32767).astype(np.int16))
+            total += len(x)
+            if max_minutes is not None and total >= max_minutes * 60 * sample_rate:
+                break
+    return np.concatenate(parts)
+
+
+class StreamWindows:
+    def __init__(self, cfg: TrainConfig, labels: list[str], sample_rate: int, talk: np.ndarray | None = None):
+        self.cfg, self.sample_rate = cfg, sample_rate
+        self.unknown = labels.index("_unknown_")
+        self.silence = labels.index("_silence_")
+        self.commands = torch.tensor([name in COMMANDS10 for name in labels])
+        self.talk = torch.from_numpy(talk) if talk is not None and len(talk) else None
+
+    @property
+    def active(self) -> bool:
+        c = self.cfg
+        return c.stream_place_prob + c.stream_cut_prob + c.stream_context_prob > 0 or (
+            c.talk_ratio > 0 and self.talk is not None)
+
+    def _talk_crops(self, n: int, length: int, gen: torch.Generator) -> torch.Tensor:
+        start = (torch.rand(n, generator=gen) * (len(self.talk) - length)).long()
+        crops = self.talk[start.unsqueeze(1) + torch.arange(length)].float() / 32767.0  # (n, S)
+        return crops * (10.0 ** (torch.rand(n, 1, generator=gen) * -1.0))  # 0 to -20 dB
+
+    def __call__(self, wave: torch.Tensor, y: torch.Tensor,
+                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """wave (B, S), labels (B,) on the CPU -> (B', S) waves, (B',) labels and
+        (B',) loss weights (0: left out), B' = B + the talk rows."""
+        cfg = self.cfg
+        B, S = wave.shape
+        a, b = speech_bounds(wave.numpy(), self.sample_rate // 100)
+        a, b = torch.from_numpy(a), torch.from_numpy(b)
+        d = (b - a).clamp(min=1)
+        speech = y != self.silence
+        u = torch.rand(B, generator=gen)
+        place = speech & (u < cfg.stream_place_prob)
+        cut = speech & (u >= cfg.stream_place_prob) & (u < cfg.stream_place_prob + cfg.stream_cut_prob)
+        # new start of the word: anywhere it fits (place), or hanging over an edge (cut)
+        start = a.clone()
+        fits = (S - d).clamp(min=0)
+        start[place] = (torch.rand(B, generator=gen) * (fits + 1)).long()[place]
+        inside = torch.rand(B, generator=gen) * 0.9 + 0.1  # fraction of the word kept inside, cut rows
+        right = torch.rand(B, generator=gen) < 0.5
+        hang = ((1 - inside) * d).long()
+        start[cut & right] = (S - d + hang)[cut & right]
+        start[cut & ~right] = (-hang)[cut & ~right]
+        shift = start - a
+        idx = torch.arange(S).unsqueeze(0) - shift.unsqueeze(1)  # (B, S)
+        out = wave.gather(1, idx.clamp(0, S - 1)) * ((idx >= 0) & (idx < S))
+        label, weight = y.clone(), torch.ones(B)
+        frac = ((start + d).clamp(max=S) - start.clamp(min=0)).float() / d
+        command = self.commands[y] & cut
+        label[command & (frac <= cfg.unknown_fraction)] = self.unknown
+        weight[command & (frac > cfg.unknown_fraction) & (frac < cfg.keep_fraction)] = 0.0
+        # speech beside complete words: read speech or another row's clip, clear of the word
+        context = speech & ~cut & (torch.rand(B, generator=gen) < cfg.stream_context_prob)
+        if context.any():
+            gap = self.sample_rate // 20  # 50 ms of air between
+            pos = torch.arange(S).unsqueeze(0)
+            free = (pos < (start - gap).unsqueeze(1)) | (pos >= (start + d + gap).unsqueeze(1))
+            if self.talk is not None:
+                other = self._talk_crops(B, S, gen)
+            else:
+                other = wave[torch.randperm(B, generator=gen)]
+            gain = 10.0 ** (torch.rand(B, 1, generator=gen) * -1.0)
+            out = torch.where((context.unsqueeze(1) & free), out + gain * other, out)
+        if cfg.talk_ratio > 0 and self.talk is not None:
+            n = max(1, round(cfg.talk_ratio * B))
+            out = torch.cat([out, self._talk_crops(n, S, gen)])
+            label = torch.cat([label, torch.full((n,), self.unknown, dtype=label.dtype)])
+            weight = torch.cat([weight, torch.ones(n)])
+        return out.clamp(-1, 1), label, weight

@@ -1,0 +1,140 @@
+"""Streaming-aware training windows, word extents, and LibriSpeech-layout corpora."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import LIBRISPEECH_SAMPLE, SR, make_fake_dataset, make_fake_librispeech, needs, word_tone
+from speechlstm.audio import speech_bounds
+from speechlstm.config import TrainConfig
+from speechlstm.corpus import librispeech_utterances, speaker_half
+from speechlstm.errors import ConfigError, DataError
+from speechlstm.stream_make import make_stream
+from speechlstm.windows import StreamWindows, load_talk
+
+LABELS = ["_silence_", "_unknown_", "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
+
+
+def test_speech_bounds_find_the_word():
+    x = np.zeros((2, SR), np.float32)
+    x[0, 4000:9000] = 0.5 * np.sin(np.arange(5000) * 0.3)
+    x[0] += 0.0005 * np.random.default_rng(0).standard_normal(SR)
+    a, b = speech_bounds(x, SR // 100)
+    assert abs(a[0] - 4000) <= 160 and abs(b[0] - 9000) <= 160
+    assert (a[1], b[1]) == (0, SR)  # silence: the whole clip
+
+
+def _batch(n=400, flat=False):
+    """n clips of a 600 ms word, centred (flat: a constant-loudness burst, whose extent is exact)."""
+    if flat:
+        burst = np.zeros(SR, np.float32)
+        burst[SR // 5 : SR // 5 + 6 * SR // 10] = 0.3 * np.sign(np.sin(np.arange(6 * SR // 10) * 0.2) + 1e-3)
+        waves = np.repeat(burst[None], n, 0)
+    else:
+        waves = np.stack([word_tone(LABELS[2 + i % 10], "s1") for i in range(n)])
+    labels = torch.tensor([2 + i % 10 for i in range(n)])
+    return torch.from_numpy(waves), labels
+
+
+def test_cut_words_are_labelled_by_how_much_of_them_is_inside():
+    wave, y = _batch(flat=True)
+    cfg = TrainConfig(stream_cut_prob=1.0)
+    out, label, weight = StreamWindows(cfg, LABELS, SR)(wave, y, torch.Generator().manual_seed(0))
+    a, b = speech_bounds(wave.numpy(), SR // 100)
+    a2, b2 = speech_bounds(out.numpy(), SR // 100)
+    inside = (b2 - a2) / (b - a)  # the part of the word left in the window
+    assert (a2 == 0).any() and (b2 == SR).any()  # cut at both edges
+    unknown = label.numpy() == 1
+    assert unknown.any() and (inside[unknown] <= 0.5 + 0.05).all()
+    kept = (label == y).numpy() & (weight == 1).numpy()
+    assert kept.any() and (inside[kept] >= 0.85 - 0.05).all()
+    ambiguous = (weight == 0).numpy()
+    assert ambiguous.any() and ((inside[ambiguous] > 0.45) & (inside[ambiguous] < 0.9)).all()
+
+
+def test_placed_words_stay_whole_and_keep_their_label():
+    wave, y = _batch(flat=True)
+    out, label, weight = StreamWindows(TrainConfig(stream_place_prob=1.0), LABELS, SR)(
+        wave, y, torch.Generator().manual_seed(1))
+    a, b = speech_bounds(out.numpy(), SR // 100)
+    assert torch.equal(label, y) and bool((weight == 1).all())
+    assert np.all(np.abs((b - a) - 0.6 * SR) <= 2 * SR // 100)  # whole
+    assert a.min() < 0.1 * SR and b.max() > 0.9 * SR  # anywhere, up to the edges
+
+
+def test_talk_rows_and_context_speech(tmp_path):
+    corpus = make_fake_librispeech(tmp_path / "ls")
+    talk = load_talk(corpus, SR, progress=False)
+    n_utts = len(librispeech_utterances(corpus))
+    assert n_utts == 12 and len(talk) == 8 * 4 * SR  # the 4 utterances saying "no" are left out
+    wave, y = _batch(64)
+    cfg = TrainConfig(talk_ratio=0.25, stream_context_prob=1.0)
+    out, label, weight = StreamWindows(cfg, LABELS, SR, talk)(wave, y, torch.Generator().manual_seed(2))
+    assert out.shape == (80, SR) and (label[64:] == 1).all() and torch.equal(label[:64], y)
+    a, b = speech_bounds(wave.numpy(), SR // 100)
+    for i in range(64):  # speech was added around the word, never on it
+        outside = np.r_[0 : max(0, a[i] - 800), min(SR, b[i] + 800) : SR]
+        assert np.abs(out[i].numpy()[outside]).max() > 0.01
+        np.testing.assert_allclose(out[i, a[i] : b[i]], wave[i, a[i] : b[i]], atol=1e-6)
+
+
+def test_windows_config_is_checked():
+    with pytest.raises(ConfigError):
+        TrainConfig(keep_fraction=0.4, unknown_fraction=0.5)
+    with pytest.raises(ConfigError):
+        TrainConfig(stream_place_prob=0.7, stream_cut_prob=0.5)
+
+
+def test_training_with_talk_runs_end_to_end(tmp_path):
+    from speechlstm.checkpoint import load_checkpoint
+    from speechlstm.train import train
+
+    root = make_fake_dataset(tmp_path / "sc")
+    corpus = make_fake_librispeech(tmp_path / "ls")
+    cfg = TrainConfig(epochs=2, batch_size=16, talk_ratio=0.25, stream_place_prob=0.3, stream_cut_prob=0.3,
+                      stream_context_prob=0.3)
+    result = train(root, tmp_path / "m.pt", cfg, progress=False, talk_dir=corpus)
+    ckpt = load_checkpoint(result.checkpoint)
+    assert ckpt.train.talk_ratio == 0.25 and ckpt.provenance["talk_dir"] == str(corpus.resolve())
+    with pytest.raises(ConfigError, match="talk"):
+        train(root, tmp_path / "n.pt", TrainConfig(epochs=1, talk_ratio=0.2), progress=False)
+
+
+def test_corpus_halves_split_the_speakers(tmp_path):
+    corpus = make_fake_librispeech(tmp_path / "ls", speakers=tuple(str(s) for s in range(100, 130)))
+    val = librispeech_utterances(corpus, "validation")
+    test = librispeech_utterances(corpus, "test")
+    assert {u.speaker for u in val}.isdisjoint({u.speaker for u in test})
+    assert len(val) + len(test) == 90 and val and test
+    assert all(speaker_half(u.speaker) == "validation" for u in val)
+    with pytest.raises(DataError):
+        librispeech_utterances(tmp_path / "sc-missing")
+
+
+@needs(LIBRISPEECH_SAMPLE)
+def test_the_real_librispeech_sample_reads():
+    utts = librispeech_utterances(LIBRISPEECH_SAMPLE)
+    assert len(utts) == 8 and {u.speaker for u in utts} == {"19", "32"}
+    assert any(" RIGHT " in f" {u.text} " for u in utts)
+
+
+def test_streams_with_talk_between_commands_and_talk_alone(tmp_path):
+    root = make_fake_dataset(tmp_path / "sc", speakers=6)
+    corpus = make_fake_librispeech(tmp_path / "ls")
+    quiet, events = make_stream(root, "train", minutes=0.5, seed=5)
+    talky, same = make_stream(root, "train", minutes=0.5, seed=5, talk_dir=corpus, talk_volume=1.0)
+    assert [e.label for e in same] == [e.label for e in events]  # the talk comes from its own stream of draws
+    for e in events:  # every clip's end of speech is in the truth, inside its clip
+        assert e.time_ms < e.end_ms <= e.time_ms + 1000
+    gaps = np.ones(len(quiet), bool)
+    for e in events:
+        s = int(e.time_ms * 16) - 300 * 16
+        gaps[max(0, s) : s + 1600 * 16] = False
+    assert np.abs(talky - quiet)[gaps].max() > 0.05  # talk fills the gaps ...
+    for e in events:  # ... and never touches the clips
+        s = int(e.time_ms * 16)
+        np.testing.assert_allclose(talky[s : s + SR], quiet[s : s + SR], atol=1e-6)
+    only, none = make_stream(root, minutes=0.2, seed=1, talk_dir=corpus, talk_only=True)
+    assert none == [] and len(only) == int(0.2 * 60 * SR) and np.abs(only).max() > 0.1
+    with pytest.raises(DataError):
+        make_stream(None, minutes=0.1, talk_only=True)
