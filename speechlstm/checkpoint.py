@@ -30,6 +30,9 @@ from .model import KeywordBiLSTM
 FORMAT = "speechlstm"
 FORMAT_VERSION = 1
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "commands12.pt"
+# the shipped model trained for continuous audio (streaming-aware windows, read-speech negatives):
+# what live recognition uses unless told otherwise
+DEFAULT_STREAM_CHECKPOINT = DEFAULT_CHECKPOINT.with_name("commands12-stream.pt")
 
 
 @dataclass

@@ -139,7 +139,7 @@ def _streamer(args: argparse.Namespace, input_rate: int | None = None):
     from .infer import Recognizer
     from .stream import StreamingRecognizer
 
-    rec = Recognizer.from_checkpoint(args.checkpoint, device=args.model_device)
+    rec = Recognizer.from_checkpoint(args.checkpoint, device=args.model_device, streaming=True)
     return StreamingRecognizer(rec, input_rate=input_rate, **_stream_overrides(args))
 
 
@@ -219,27 +219,32 @@ def _write_sweep(rows: list[dict], out: Path) -> None:
 
 
 def _calibrate_stream(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint, save_checkpoint
-    from .stream_eval import Limits, calibrate
+    from .checkpoint import save_checkpoint
+    from .stream_eval import Limits, calibrate, evaluate
 
     if args.out.suffix != ".pt":
         raise DataError(f"{args.out}: calibration is written into a .pt checkpoint")
     streamer = _streamer(args)
     recs, speech = _recordings(args, streamer)
-    limits = Limits(args.max_wrong_pct, args.max_false_alarms_per_hour, args.max_delay_ms)
+    limits = Limits(args.max_wrong_pct, args.max_false_alarms_per_hour, args.max_delay_ms, args.false_alarm_weight)
     cfg, scores = calibrate(recs, speech, streamer.recognizer.labels, streamer.config, limits,
                             progress=not args.quiet)
-    ckpt = load_checkpoint(args.checkpoint)
+    before = evaluate(recs, speech, streamer.recognizer.labels, streamer.config)
+    ckpt = streamer.recognizer.checkpoint  # the model that was heard (default: the one for streams)
+    if not ckpt.state_dict:
+        raise DataError(f"{args.checkpoint}: calibration is written into a .pt checkpoint, not an exported model")
     ckpt.streaming = cfg
     ckpt.metrics["stream_calibration"] = {k: v for k, v in scores.items() if not isinstance(v, (dict, list))}
     save_checkpoint(ckpt, args.out)
-    print(json.dumps({"rule": dataclasses.asdict(cfg), "validation": scores}, indent=1))
+    print(json.dumps({"rule": dataclasses.asdict(cfg), "validation": scores,
+                      "before": {"rule": dataclasses.asdict(streamer.config), "validation": before}}, indent=1))
     print(f"wrote the calibrated rule into {args.out}", file=sys.stderr)
     return 0
 
 
 def _add_stream_options(p: argparse.ArgumentParser, device_flag: str = "--device") -> None:
-    p.add_argument("--checkpoint", help="checkpoint file (default: the shipped commands12 model)")
+    p.add_argument("--checkpoint",
+                   help="checkpoint file (default: the shipped model for continuous audio, commands12-stream)")
     p.add_argument("--threshold", type=float,
                    help="one threshold for every command (default: the checkpoint's calibrated ones)")
     p.add_argument("--hop-ms", type=float, help="how often the model runs (default: the checkpoint's, 100)")
@@ -403,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--max-false-alarms-per-hour", type=float, default=1.5,
                     help="on the --speech-audio recordings (without them: between the commands)")
     cs.add_argument("--max-delay-ms", type=float, default=400.0, help="median, end of word to report")
+    cs.add_argument("--false-alarm-weight", type=float, default=0.25,
+                    help="when no setting meets the limits: how many missed commands in a hundred one false "
+                         "alarm an hour costs")
     cs.add_argument("--out", type=Path, required=True, help="checkpoint to write (the input's weights + the rule)")
     cs.set_defaults(func=_calibrate_stream)
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .audio import AudioSource, pad_or_trim, read_audio, speech_window
-from .checkpoint import Checkpoint, load_checkpoint
+from .checkpoint import DEFAULT_STREAM_CHECKPOINT, Checkpoint, load_checkpoint
 from .errors import ConfigError
 from .runtime import Runner, TorchRunner, WithFeatures, exported_kind, load_exported, quantize_int8
 from .model import count_parameters, resolve_device
@@ -72,11 +72,13 @@ class Recognizer:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None, device: str = "auto", *,
-                        int8: bool = False, threads: int | None = None) -> "Recognizer":
-        """Load a checkpoint (``None``: the shipped commands12 model) or an exported
-        ``.onnx`` / TorchScript file. ``int8``: dynamic int8 quantization (CPU);
-        ``threads``: how many cores ONNX Runtime spreads a batch over (torch's count is
-        global: torch.set_num_threads)."""
+                        int8: bool = False, threads: int | None = None, streaming: bool = False) -> "Recognizer":
+        """Load a checkpoint (``None``: the shipped commands12 model; with ``streaming``,
+        the shipped model trained for continuous audio) or an exported ``.onnx`` /
+        TorchScript file. ``int8``: dynamic int8 quantization (CPU); ``threads``: how many
+        cores ONNX Runtime spreads a batch over (torch's count is global: torch.set_num_threads)."""
+        if path is None and streaming:
+            path = DEFAULT_STREAM_CHECKPOINT
         if path is not None and Path(path).is_file() and exported_kind(Path(path)):
             if int8:
                 raise ConfigError(f"{path} is an exported model; quantize at export time (--int8)")

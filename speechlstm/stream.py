@@ -16,6 +16,7 @@ function of the sample stream alone, so results do not depend on chunk sizes.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections import deque
 from dataclasses import asdict, dataclass
 
@@ -112,6 +113,12 @@ class StreamingRecognizer:
         self.picker = PeakPicker(labels, self.config, 1000.0 * recognizer.clip_samples / self.sample_rate)
         self.trace: list[tuple[float, np.ndarray]] | None = None  # set to [] to record every hop's posteriors
         self.reset()
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike | None = None, device: str = "auto", *,
+                        input_rate: int | None = None, **overrides) -> "StreamingRecognizer":
+        """``None``: the shipped model trained for continuous audio, with its calibrated rule."""
+        return cls(Recognizer.from_checkpoint(path, device, streaming=True), input_rate=input_rate, **overrides)
 
     def reset(self) -> None:
         """Forget all audio and history; stream time starts again at 0."""

@@ -21,6 +21,7 @@ from .stream import Detection, PeakPicker, StreamingRecognizer
 from .stream_make import Event
 
 SWEEP_THRESHOLDS = tuple(round(0.30 + 0.05 * i, 2) for i in range(14))  # 0.30 ... 0.95
+CALIBRATION_THRESHOLDS = tuple(t for t in SWEEP_THRESHOLDS if t >= 0.5)  # lower ones fire on partial words
 
 
 @dataclass
@@ -230,12 +231,14 @@ class Limits:
     hour on command-free speech (without it: between the commands), median delay
     from the end of a word to its report. Settings within all three are ranked by
     correct detections. When none is, ``cost`` ranks them: missed% + 3 x wrong% +
-    false alarms per hour + (delay over the limit) / 10 ms: a false alarm an hour
-    weighs as much as missing one command in a hundred."""
+    ``false_alarm_weight`` x false alarms per hour + (delay over the limit) / 10 ms.
+    With the default weight, four false alarms an hour weigh as much as missing one
+    command in a hundred: a recognizer of spoken commands first has to hear them."""
 
     max_wrong_pct: float = 1.5
     max_false_alarms_per_hour: float = 1.5
     max_delay_ms: float = 400.0
+    false_alarm_weight: float = 0.25
 
     @staticmethod
     def _fa(s: dict) -> float:
@@ -248,7 +251,8 @@ class Limits:
 
     def cost(self, s: dict) -> float:
         delay = s["median_delay_ms"] or 0.0
-        return s["missed_pct"] + 3 * s["wrong_pct"] + self._fa(s) + max(0.0, delay - self.max_delay_ms) / 10
+        return (s["missed_pct"] + 3 * s["wrong_pct"] + self.false_alarm_weight * self._fa(s)
+                + max(0.0, delay - self.max_delay_ms) / 10)
 
     def better(self, a: dict, b: dict | None) -> bool:
         if b is None:
@@ -264,12 +268,13 @@ def calibrate(recs: list[Recording], speech: list[Recording], labels: list[str],
               limits: Limits = Limits(), *, windows_ms: tuple[float, ...] = (0.0, 200.0, 300.0, 500.0),
               lookaheads_ms: tuple[float, ...] = (0.0, 100.0, 200.0, 300.0),
               peak_margins: tuple[float, ...] = (0.0, 0.05),
-              thresholds: tuple[float, ...] = SWEEP_THRESHOLDS, passes: int = 2,
+              thresholds: tuple[float, ...] = CALIBRATION_THRESHOLDS, max_spread: float = 0.15, passes: int = 2,
               progress: bool = True) -> tuple[StreamConfig, dict]:
     """Choose the averaging window, look-ahead, peak margin and a global threshold,
-    then each command's own threshold, on validation recordings: the most correct
-    detections within ``limits``; where nothing is within them, the smallest excess.
-    Returns (config, its scores)."""
+    then each command's own threshold (at most ``max_spread`` from the global one: a
+    validation stream holds a few dozen of each command, too few to trust more), on
+    validation recordings: the most correct detections within ``limits``; where
+    nothing is within them, the lowest ``limits.cost``. Returns (config, its scores)."""
     best_cfg, best = None, None
     grid = [(w, la, m, t) for w in windows_ms for la in lookaheads_ms for m in peak_margins for t in thresholds]
     for w, la, m, t in tqdm(grid, desc="calibrating the rule", unit="setting", disable=not progress):
@@ -283,7 +288,7 @@ def calibrate(recs: list[Recording], speech: list[Recording], labels: list[str],
         changed = False
         for c in tqdm(commands, desc="per-command thresholds", unit="command", disable=not progress):
             for t in thresholds:
-                if t == best_cfg.threshold_of(c):
+                if t == best_cfg.threshold_of(c) or abs(t - best_cfg.threshold) > max_spread + 1e-9:
                     continue
                 cfg = dataclasses.replace(best_cfg, thresholds={**best_cfg.thresholds, c: t})
                 s = evaluate(recs, speech, labels, cfg)

@@ -49,7 +49,10 @@ def model_card(rec: Recognizer) -> str:
     return "\n".join(card)
 
 
-def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS) -> gr.Blocks:
+def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS, live_rec: Recognizer | None = None) -> gr.Blocks:
+    """``rec`` answers clips; ``live_rec`` (default: ``rec``) the Live tab's stream."""
+    live_rec = live_rec or rec
+
     from .plots import clip_figure
 
     def read(path: str | None) -> np.ndarray:
@@ -104,7 +107,7 @@ def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS) -> gr.Blocks:
             return gr.skip(), gr.skip(), state
         rate, data = chunk
         if state is None or state["rate"] != rate:
-            state = {"rate": rate, "streamer": StreamingRecognizer(rec, input_rate=rate), "log": []}
+            state = {"rate": rate, "streamer": StreamingRecognizer(live_rec, input_rate=rate), "log": []}
         streamer: StreamingRecognizer = state["streamer"]
         try:
             for d in streamer.push(data):
@@ -113,7 +116,7 @@ def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS) -> gr.Blocks:
         except SpeechLSTMError as e:
             raise gr.Error(f"Bad audio chunk: {e}") from None
         current = streamer.last_probs
-        top = {rec.labels[i]: float(current[i]) for i in np.argsort(-current)[:5]} if current is not None else {}
+        top = {live_rec.labels[i]: float(current[i]) for i in np.argsort(-current)[:5]} if current is not None else {}
         return top, state["log"], state
 
     with gr.Blocks(title="speechlstm") as demo:
@@ -157,7 +160,8 @@ def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS) -> gr.Blocks:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="speechlstm web demo")
-    p.add_argument("--checkpoint", help="checkpoint file (default: the shipped commands12 model)")
+    p.add_argument("--checkpoint", help="checkpoint file for both tabs (default: the shipped commands12 model "
+                   "for clips, and its sibling trained for continuous audio for the Live tab)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true", help="also serve through a public Gradio link")
@@ -165,13 +169,14 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(1)  # batch-1 requests gain nothing from a second thread; HTTP work takes that core
     rec = Recognizer.from_checkpoint(args.checkpoint, device=args.device)
-    launch(rec, args.host, args.port, share=args.share)
+    live_rec = Recognizer.from_checkpoint(device=args.device, streaming=True) if args.checkpoint is None else rec
+    launch(rec, args.host, args.port, share=args.share, live_rec=live_rec)
 
 
 def launch(rec: Recognizer, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
-           block: bool = True) -> gr.Blocks:
+           block: bool = True, live_rec: Recognizer | None = None) -> gr.Blocks:
     """Serve the demo; with ``block=False`` return at once (tests, notebooks)."""
-    demo = build_demo(rec)
+    demo = build_demo(rec, live_rec=live_rec)
     demo.queue(default_concurrency_limit=4, max_size=256)
     demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
                 theme=gr.themes.Default(font=_FONTS, font_mono=["ui-monospace", "monospace"]),

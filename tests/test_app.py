@@ -26,7 +26,8 @@ def server():
     from speechlstm.webui import launch
 
     port = _free_port()
-    demo = launch(Recognizer.from_checkpoint(device="cpu"), port=port, block=False)
+    demo = launch(Recognizer.from_checkpoint(device="cpu"), port=port, block=False,
+                  live_rec=Recognizer.from_checkpoint(device="cpu", streaming=True))  # as app.py does
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 

@@ -18,7 +18,7 @@ WORDS = ["yes", "no", "up", "left", "stop", "go"]
 
 @pytest.fixture(scope="module")
 def rec():
-    return Recognizer.from_checkpoint(device="cpu")
+    return Recognizer.from_checkpoint(device="cpu", streaming=True)  # the model for continuous audio
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import EXAMPLES, SHIPPED
 from speechlstm import Recognizer, read_audio
-from speechlstm.checkpoint import load_checkpoint, save_checkpoint
+from speechlstm.checkpoint import DEFAULT_STREAM_CHECKPOINT, load_checkpoint, save_checkpoint
 from speechlstm.config import StreamConfig
 from speechlstm.errors import ConfigError
 from speechlstm.stream import PeakPicker, StreamingRecognizer
@@ -187,7 +187,9 @@ def test_sweep_and_calibrate_from_the_command_line(tmp_path, spoken):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["correct_pct"] == 100.0 and result["clip_accuracy_pct"] == 100.0
-    assert len(result["sweep"]) == 14 and result["speech_false_alarms_per_hour"] == 0.0
+    assert result["speech_false_alarms_per_hour"] == 0.0
+    # the default model for streams carries calibrated per-command thresholds: the sweep's last row
+    assert [r["threshold"] for r in result["sweep"]][-2:] == ["0.95", "calibrated"]
     for name in ("sweep.csv", "sweep.md", "sweep.png"):
         assert (tmp_path / "sw" / name).stat().st_size > 100
     out = tmp_path / "cal.pt"
@@ -197,5 +199,5 @@ def test_sweep_and_calibrate_from_the_command_line(tmp_path, spoken):
     cal = load_checkpoint(out)
     assert json.loads(done.stdout)["rule"]["threshold"] == cal.streaming.threshold
     assert cal.metrics["stream_calibration"]["correct_pct"] == 100.0
-    for k, v in load_checkpoint().state_dict.items():  # the weights are the input's
+    for k, v in load_checkpoint(DEFAULT_STREAM_CHECKPOINT).state_dict.items():  # the weights are the input's
         assert np.array_equal(v.numpy(), cal.state_dict[k].numpy())
