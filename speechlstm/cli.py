@@ -242,6 +242,19 @@ def _calibrate_stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def _corpus(args: argparse.Namespace) -> int:
+    from .align import align_corpus
+
+    r = align_corpus(args.corpus, args.out, words=args.words, jobs=args.jobs, progress=not args.quiet)
+    print(f"{r.utterances} utterances: {r.aligned} aligned now, {r.cached} from the cache; "
+          f"{r.out_of_dictionary} skipped for words outside the dictionary, {r.failed} failed; "
+          f"{r.clips} word clips in {args.out} (manifest.csv, alignments.jsonl)")
+    if r.unknown_words:
+        top = sorted(r.unknown_words.items(), key=lambda kv: -kv[1])[:20]
+        print("words outside the dictionary: " + ", ".join(f"{w} ({n})" for w, n in top))
+    return 0
+
+
 def _add_stream_options(p: argparse.ArgumentParser, device_flag: str = "--device") -> None:
     p.add_argument("--checkpoint",
                    help="checkpoint file (default: the shipped model for continuous audio, commands12-stream)")
@@ -413,6 +426,14 @@ def build_parser() -> argparse.ArgumentParser:
                          "alarm an hour costs")
     cs.add_argument("--out", type=Path, required=True, help="checkpoint to write (the input's weights + the rule)")
     cs.set_defaults(func=_calibrate_stream)
+
+    co = sub.add_parser("corpus", help="force-align a LibriSpeech-layout corpus (PocketSphinx) into word clips")
+    co.add_argument("corpus", help="root of speaker/chapter/*.flac with *.trans.txt transcripts")
+    co.add_argument("--out", required=True, type=Path, help="word clips in the Speech Commands layout, and the cache")
+    co.add_argument("--words", default="all", help="all, commands, or a comma-separated list")
+    co.add_argument("--jobs", type=int, help="parallel alignment processes (default: every core)")
+    co.add_argument("--quiet", action="store_true")
+    co.set_defaults(func=_corpus)
 
     lv = sub.add_parser("live", help="recognize commands from the microphone (or a recording)")
     _add_stream_options(lv, device_flag="--model-device")
