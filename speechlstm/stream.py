@@ -52,12 +52,11 @@ class PeakPicker:
     def __init__(self, labels: list[str], config: StreamConfig, clip_ms: float = 1000.0):
         self.labels, self.config, self.clip_ms = list(labels), config, clip_ms
         self.fillers = {i for i, name in enumerate(self.labels) if name in (SILENCE, UNKNOWN)}
-        self._thresholds = np.array([config.threshold_of(name) for name in self.labels], dtype=np.float32)
+        self.thresholds = np.array([config.threshold_of(name) for name in self.labels], dtype=np.float32)
         self.reset()
 
     def reset(self) -> None:
         self._history: deque[tuple[float, np.ndarray]] = deque()
-        self._sum: np.ndarray | None = None
         self._pending: tuple[int, float, float] | None = None  # (label, score, time_ms) of the best so far
         self._last_peak_ms = -np.inf
         self.last_probs: np.ndarray | None = None  # smoothed posteriors after the latest hop
@@ -75,13 +74,18 @@ class PeakPicker:
         self.last_probs = avg
         best = int(np.argmax(avg))
         score = float(avg[best])
-        if (best not in self.fillers and score >= self._thresholds[best]
+        if (best not in self.fillers and score >= self.thresholds[best]
                 and now_ms - self._last_peak_ms >= cfg.suppression_ms
                 and (self._pending is None or score > self._pending[1] + cfg.peak_margin + 1e-6)):
             self._pending = (best, score, now_ms)
         if self._pending is not None and now_ms - self._pending[2] >= cfg.lookahead_ms - 1e-6:
             return self._fire(now_ms)
         return None
+
+    @property
+    def waiting(self) -> bool:
+        """A candidate is waiting out its look-ahead."""
+        return self._pending is not None
 
     def flush(self, now_ms: float) -> Detection | None:
         """The end of the stream: report a candidate still waiting for its look-ahead."""

@@ -35,6 +35,11 @@ class Recording:
     duration_ms: float
     hop_ms: float
     clip_ms: float
+    clip_accuracy_pct: float | None = None  # the model on each spoken command's second alone
+
+    @property
+    def commands(self) -> int:
+        return sum(e.label != UNKNOWN for e in self.truth)
 
 
 def run_stream(streamer: StreamingRecognizer, audio: np.ndarray, chunk: int = 1600,
@@ -49,13 +54,15 @@ def run_stream(streamer: StreamingRecognizer, audio: np.ndarray, chunk: int = 16
 
 def record(streamer: StreamingRecognizer, audio: np.ndarray, truth: list[Event],
            progress: bool = True) -> tuple[Recording, list[Detection]]:
-    """Run the streamer over ``audio`` keeping every hop's posteriors for replays."""
+    """Run the streamer over ``audio`` keeping every hop's posteriors for replays
+    (and the model's one-clip accuracy on the same commands)."""
     streamer.trace = []
     detections = run_stream(streamer, audio, progress=progress)
     times = np.array([t for t, _ in streamer.trace], dtype=np.float64)
     probs = np.stack([p for _, p in streamer.trace]) if streamer.trace else np.zeros((0, len(streamer.picker.labels)))
     rec = Recording(times, probs.astype(np.float32), truth, 1000.0 * len(audio) / streamer.sample_rate,
-                    streamer.config.hop_ms, streamer.picker.clip_ms)
+                    streamer.config.hop_ms, streamer.picker.clip_ms,
+                    clip_accuracy(streamer.recognizer, audio, truth))
     streamer.trace = None
     return rec, detections
 
@@ -67,44 +74,19 @@ def replay(rec: Recording, labels: list[str], config: StreamConfig) -> list[Dete
     idx = np.arange(len(rec.probs))
     lo = np.maximum(0, idx - k + 1)
     smooth = ((csum[idx + 1] - csum[lo]) / (idx + 1 - lo)[:, None]).astype(np.float32)
-    # PeakPicker.decide, vectorised: only hops where a command clears its threshold can
-    # start or raise a candidate; a candidate fires at the first hop lookahead_ms after it.
+    # Only hops where a command is the top class and clears its threshold, or where a
+    # candidate waits out its look-ahead, can change anything: the rule runs on those.
     picker = PeakPicker(labels, config, rec.clip_ms)
-    thresholds = np.array([config.threshold_of(name) for name in labels], dtype=np.float32)
     best = smooth.argmax(1)
-    score = smooth[idx, best]
-    command = ~np.isin(best, sorted(picker.fillers))
-    cand = np.flatnonzero(command & (score >= thresholds[best]))
-    times = rec.times_ms
+    candidate = ~np.isin(best, sorted(picker.fillers)) & (smooth[idx, best] >= picker.thresholds[best])
     out: list[Detection] = []
-    pending: tuple[int, float, float] | None = None  # (label, score, time_ms)
-    last_peak = -np.inf
-
-    def fire(at_ms: float) -> None:
-        nonlocal pending, last_peak
-        label, sc, peak = pending
-        out.append(Detection(labels[label], float(sc), float(peak), max(0.0, float(peak) - rec.clip_ms),
-                             float(at_ms)))
-        pending, last_peak = None, peak
-
-    def due(after: float) -> int:  # the first hop at least lookahead_ms after a peak
-        return int(np.searchsorted(times, after + config.lookahead_ms - 1e-6))
-
-    for i in cand:
-        t = times[i]
-        if pending is not None:
-            f = due(pending[2])
-            if f < i:
-                fire(times[f])
-        higher = pending is None or score[i] > pending[1] + config.peak_margin + 1e-6
-        if t - last_peak >= config.suppression_ms and higher:
-            pending = (int(best[i]), float(score[i]), float(t))
-        if pending is not None and due(pending[2]) <= i:
-            fire(t)
-    if pending is not None:
-        f = due(pending[2])
-        fire(times[f] if f < len(times) else rec.duration_ms)
-    return out
+    for i in range(len(smooth)):
+        if candidate[i] or picker.waiting:
+            det = picker.decide(float(rec.times_ms[i]), smooth[i])
+            if det is not None:
+                out.append(det)
+    det = picker.flush(rec.duration_ms)
+    return out + ([det] if det is not None else [])
 
 
 def score_stream(detections: list[Detection], truth: list[Event], duration_ms: float,
@@ -188,6 +170,9 @@ def evaluate(recs: list[Recording], speech: list[Recording], labels: list[str], 
     (its false alarms per hour as ``speech_false_alarms_per_hour``)."""
     dets = [(r, replay(r, labels, config)) for r in recs]
     pooled = _pool([score_stream(d, r.truth, r.duration_ms, r.clip_ms, tolerance_ms) for r, d in dets])
+    if recs and all(r.clip_accuracy_pct is not None for r in recs):
+        n = sum(r.commands for r in recs)
+        pooled["clip_accuracy_pct"] = round(sum(r.clip_accuracy_pct * r.commands for r in recs) / n, 2)
     if speech:
         alarms = sum(len(replay(r, labels, config)) for r in speech)
         hours = sum(r.duration_ms for r in speech) / 3.6e6

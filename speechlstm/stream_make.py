@@ -46,16 +46,17 @@ class _Talk:
         self.utterances = librispeech_utterances(talk_dir, half)
         self.order = rng.permutation(len(self.utterances))
         self.rng, self.next, self.buffer = rng, 0, np.zeros(0, np.float32)
-        self.speakers = sorted({u.speaker for u in self.utterances})
 
     def take(self, n: int) -> np.ndarray:
-        while len(self.buffer) < n:
+        parts, have = [self.buffer], len(self.buffer)
+        while have < n:  # read utterances until n samples are there, joined once (an hour is 1,000 files)
             u = self.utterances[self.order[self.next % len(self.order)]]
             self.next += 1
             x, _ = read_audio(u.path, SAMPLE_RATE)
-            pause = np.zeros(int(self.rng.uniform(0.2, 0.8) * SAMPLE_RATE), np.float32)
-            self.buffer = np.concatenate([self.buffer, x, pause])
-        out, self.buffer = self.buffer[:n], self.buffer[n:]
+            parts += [x, np.zeros(int(self.rng.uniform(0.2, 0.8) * SAMPLE_RATE), np.float32)]
+            have += len(parts[-2]) + len(parts[-1])
+        joined = np.concatenate(parts) if len(parts) > 1 else self.buffer
+        out, self.buffer = joined[:n], joined[n:]
         fade = min(len(out) // 2, SAMPLE_RATE // 50)  # 20 ms fades: no clicks at the cuts
         if fade:
             ramp = np.linspace(0, 1, fade, dtype=np.float32)
