@@ -9,13 +9,8 @@ DATA=$1 TALK=$2 OUT=$3
 mkdir -p "$OUT"
 STREAM="--set train.stream_place_prob=0.3 --set train.stream_cut_prob=0.25 --set train.stream_context_prob=0.25"
 PLACE="--set train.stream_place_prob=0.3 --set train.stream_context_prob=0.25"  # no cut words
-run() {  # name seed extra-args...
-  local name=$1 seed=$2; shift 2
-  [ -f "$OUT/$name-s$seed.pt" ] && return 0
-  OMP_NUM_THREADS=1 speechlstm train --data-dir "$DATA" --out "$OUT/$name-s$seed.pt" --set train.seed=$seed \
-    --quiet "$@" > "$OUT/$name-s$seed.log" 2>&1
-}
-export -f run
+source "$(dirname "$0")/lib.sh"
+export OUT DATA
 {
   for seed in 0 1 2; do
     echo "baseline $seed"
@@ -26,4 +21,4 @@ export -f run
     echo "talk50 $seed --talk $TALK --set train.talk_ratio=0.5"
     echo "talk50_place $seed --talk $TALK --set train.talk_ratio=0.5 $PLACE"
   done
-} | OUT=$OUT DATA=$DATA xargs -P 2 -L 1 bash -c 'run "$@"' _
+} | xargs -P 2 -L 1 bash -c 'run "$@"' _

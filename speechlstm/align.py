@@ -31,6 +31,8 @@ from .errors import DataError
 SAMPLE_RATE = 16000
 FRAME_MS = 10.0  # PocketSphinx's frame rate: 100 frames a second
 MARGIN_MS = 30.0  # kept either side of an aligned word
+# words that sound like a command: with --words all they would teach "_unknown_" for the command itself
+COMMAND_HOMOPHONES = frozenset({"know", "write", "wright", "rite", "wright's", "knowe"})
 
 
 @dataclass
@@ -60,8 +62,10 @@ def _get_decoder():
 
 
 def align_utterance(utt: Utterance) -> dict:
-    """{"id", "speaker", "words": [[word, start_ms, end_ms], ...]} or, for a
-    transcript with words outside the dictionary, {"id", "oov": [...]}."""
+    """{"id", "speaker", "words": [[word, start_ms, end_ms], ...], "phones": [[phone,
+    start_ms, end_ms], ...]} (phones: a second pass over the word alignment, ARPAbet
+    as PocketSphinx spells it, SIL for pauses) or, for a transcript with words outside
+    the dictionary, {"id", "oov": [...]}."""
     dec = _get_decoder()
     key = utt.path.name.split(".")[0]
     words = [w.lower() for w in re.findall(r"[A-Za-z']+", utt.text)]
@@ -71,16 +75,24 @@ def align_utterance(utt: Utterance) -> dict:
     x, _ = read_audio(utt.path, SAMPLE_RATE)
     dec.set_align_text(" ".join(words))
     dec.start_utt()
-    dec.process_raw(np.round(np.clip(x, -1, 1) * 32767).astype(np.int16).tobytes(), full_utt=True)
+    pcm = np.round(np.clip(x, -1, 1) * 32767).astype(np.int16).tobytes()
+    dec.process_raw(pcm, full_utt=True)
     dec.end_utt()
     found = [[re.sub(r"\(\d+\)$", "", s.word), s.start_frame * FRAME_MS, (s.end_frame + 1) * FRAME_MS]
              for s in dec.seg() if not s.word.startswith(("<", "["))]
-    return {"id": key, "speaker": utt.speaker, "words": found if len(found) == len(words) else []}
+    if len(found) != len(words):
+        return {"id": key, "speaker": utt.speaker, "words": [], "phones": []}
+    dec.set_alignment()  # phone (and state) alignment within the word alignment just found
+    dec.start_utt()
+    dec.process_raw(pcm, full_utt=True)
+    dec.end_utt()
+    phones = [[p.name, p.start * FRAME_MS, (p.start + p.duration) * FRAME_MS] for p in dec.get_alignment().phones()]
+    return {"id": key, "speaker": utt.speaker, "words": found, "phones": phones}
 
 
 def _words_wanted(words: str) -> set[str] | None:
     if words == "all":
-        return None
+        return None  # every word but the COMMAND_HOMOPHONES
     if words == "commands":
         return set(COMMANDS10)
     return {w.strip().lower() for w in words.split(",") if w.strip()}
@@ -89,7 +101,9 @@ def _words_wanted(words: str) -> set[str] | None:
 def align_corpus(root: str | os.PathLike, out: str | os.PathLike, words: str = "all", jobs: int | None = None,
                  max_word_ms: float = 1000.0, progress: bool = True) -> AlignReport:
     """Align every utterance under ``root`` (cached in ``out/alignments.jsonl``) and
-    write the clips of the ``words`` ("all", "commands" or "a,b,c") into ``out``."""
+    write the clips of the ``words`` ("all", "commands" or "a,b,c") into ``out``.
+    "all" leaves out words that sound like a command (``COMMAND_HOMOPHONES``: "know",
+    "write", ...), so that the folders can serve as other words (_unknown_) as they are."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     utts = librispeech_utterances(root)
@@ -99,7 +113,8 @@ def align_corpus(root: str | os.PathLike, out: str | os.PathLike, words: str = "
         for line in cache_path.read_text().splitlines():
             if line.strip():
                 row = json.loads(line)
-                done[row["id"]] = row
+                if "oov" in row or "phones" in row:  # rows of older versions (words only) are aligned again
+                    done[row["id"]] = row
     report = AlignReport(utterances=len(utts))
     todo = [u for u in utts if u.path.name.split(".")[0] not in done]
     report.cached = len(utts) - len(todo)
@@ -124,7 +139,8 @@ def align_corpus(root: str | os.PathLike, out: str | os.PathLike, words: str = "
         if not row["words"]:
             report.failed += 1
             continue
-        picks = [(k, w) for k, w in enumerate(row["words"]) if wanted is None or w[0] in wanted]
+        picks = [(k, w) for k, w in enumerate(row["words"])
+                 if (w[0] in wanted if wanted is not None else w[0] not in COMMAND_HOMOPHONES)]
         if not picks:
             continue
         x, _ = read_audio(by_id[key].path, SAMPLE_RATE)

@@ -9,6 +9,14 @@ ever executed), holding plain types and tensors:
     state_dict  model weights         metrics   {name: number}
     provenance  {data_dir, split_sizes, seed, epochs, commit, created, ...}
     streaming   StreamConfig dict (optional: the streaming rule calibrated for this model)
+
+A pretrained encoder (``speechlstm pretrain``) is a second, smaller kind of file:
+
+    format      "speechlstm-encoder"  version   FORMAT_VERSION
+    features    FeatureConfig dict    model     ModelConfig dict
+    pretrain    PretrainConfig dict   phones    [str, ...]
+    state_dict  the front end, convolution and BiLSTM weights + "phone_head.*"
+    metrics     {name: number}        provenance {...}
 """
 
 from __future__ import annotations
@@ -23,12 +31,14 @@ from typing import Any
 
 import torch
 
-from .config import FeatureConfig, ModelConfig, StreamConfig, TrainConfig, from_dict, to_dict
+from .config import FeatureConfig, ModelConfig, PretrainConfig, StreamConfig, TrainConfig, from_dict, to_dict
 from .errors import CheckpointError, ConfigError
 from .model import KeywordBiLSTM
 
 FORMAT = "speechlstm"
+ENCODER_FORMAT = "speechlstm-encoder"
 FORMAT_VERSION = 1
+ENCODER_PREFIXES = ("frontend.", "conv.", "lstm.")  # the weights an encoder file carries into a classifier
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "commands12.pt"
 # the shipped model trained for continuous audio (streaming-aware windows, read-speech negatives):
 # what live recognition uses unless told otherwise
@@ -55,6 +65,22 @@ class Checkpoint:
         except RuntimeError as e:
             raise CheckpointError(f"weights do not fit the saved model config: {e}") from None
         return net.eval()
+
+
+@dataclass
+class Encoder:
+    """A phonetically pretrained encoder: what ``train --init-from`` starts from."""
+
+    features: FeatureConfig
+    model: ModelConfig
+    pretrain: PretrainConfig
+    phones: list[str]
+    state_dict: dict[str, torch.Tensor]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def encoder_weights(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.state_dict.items() if k.startswith(ENCODER_PREFIXES)}
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
@@ -110,6 +136,36 @@ def safe_load(path: str | os.PathLike) -> Any:
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: {e})") from None
 
 
+def save_encoder(enc: Encoder, path: str | os.PathLike) -> None:
+    weights = {k: v.detach().cpu().contiguous() for k, v in enc.state_dict.items()}
+    atomic_torch_save({"format": ENCODER_FORMAT, "version": FORMAT_VERSION, "features": to_dict(enc.features),
+                       "model": to_dict(enc.model), "pretrain": to_dict(enc.pretrain), "phones": list(enc.phones),
+                       "state_dict": weights, "metrics": dict(enc.metrics), "provenance": dict(enc.provenance)},
+                      path)
+
+
+def load_encoder(path: str | os.PathLike) -> Encoder:
+    """Load and validate a pretrained encoder file."""
+    path = Path(path)
+    raw = safe_load(path)
+    if not isinstance(raw, dict) or raw.get("format") != ENCODER_FORMAT:
+        hint = " (a trained classifier, not a pretrained encoder)" if isinstance(raw, dict) and \
+            raw.get("format") == FORMAT else ""
+        raise CheckpointError(f"{path}: not a speechlstm pretrained encoder{hint}")
+    if raw.get("version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: encoder format version {raw.get('version')!r}; this speechlstm reads "
+                              f"version {FORMAT_VERSION}")
+    try:
+        enc = Encoder(from_dict(FeatureConfig, raw["features"]), from_dict(ModelConfig, raw["model"]),
+                      from_dict(PretrainConfig, raw["pretrain"]), [str(p) for p in raw["phones"]],
+                      raw["state_dict"], dict(raw.get("metrics") or {}), dict(raw.get("provenance") or {}))
+    except (KeyError, ConfigError, TypeError) as e:
+        raise CheckpointError(f"{path}: invalid pretrained encoder: {e}") from None
+    if not enc.encoder_weights():
+        raise CheckpointError(f"{path}: the encoder file holds no encoder weights")
+    return enc
+
+
 def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
     """Load and validate a checkpoint (None: the shipped commands12 model)."""
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
@@ -118,6 +174,9 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
 
 def checkpoint_from_dict(raw: Any, path: Path, weights: bool = True) -> Checkpoint:
     """Validate a loaded checkpoint dict (``weights=False``: exported-model metadata)."""
+    if isinstance(raw, dict) and raw.get("format") == ENCODER_FORMAT:
+        raise CheckpointError(f"{path}: a pretrained encoder, not a classifier: fine-tune it first "
+                              "(speechlstm train --init-from)")
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a speechlstm checkpoint (no 'format': '{FORMAT}' entry)")
     version = raw.get("version")

@@ -11,15 +11,9 @@ from pathlib import Path
 from .errors import DataError, SpeechLSTMError
 
 
-def _train(args: argparse.Namespace) -> int:
-    from .config import FeatureConfig, ModelConfig, TrainConfig, from_dict
-    from .train import train
-
-    flags = {"train": ("epochs", "batch_size", "lr", "seed", "task"), "model": ("hidden_size", "num_layers"),
-             "features": ()}
-    sections = {sec: {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
-                for sec, keys in flags.items()}
-    for item in args.set or []:  # --set model.conv_stride=4 --set train.snr_db=[0,10]
+def _apply_sets(items: list[str] | None, sections: dict[str, dict]) -> dict[str, dict]:
+    """--set model.conv_stride=4 --set train.snr_db=[0,10]: JSON values into config sections."""
+    for item in items or []:
         key, sep, raw = item.partition("=")
         section, dot, name = key.partition(".")
         if not sep or not dot or section not in sections:
@@ -29,12 +23,38 @@ def _train(args: argparse.Namespace) -> int:
             sections[section][name] = json.loads(raw)
         except json.JSONDecodeError:
             sections[section][name] = raw  # a bare string such as meanmax
+    return sections
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .config import FeatureConfig, ModelConfig, TrainConfig, from_dict
+    from .train import train
+
+    flags = {"train": ("epochs", "batch_size", "lr", "seed", "task"), "model": ("hidden_size", "num_layers"),
+             "features": ()}
+    sections = _apply_sets(args.set, {sec: {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+                                      for sec, keys in flags.items()})
     if args.max_steps is not None and args.max_steps <= 0:
         raise SpeechLSTMError("--max-steps must be positive")
     train(args.data_dir, args.out, from_dict(TrainConfig, sections["train"]),
           from_dict(FeatureConfig, sections["features"]), from_dict(ModelConfig, sections["model"]),
           device=args.device, resume=args.resume, cache_dir=args.cache_dir, progress=not args.quiet,
-          max_steps=args.max_steps, extra_data=tuple(args.extra_data or ()), talk_dir=args.talk)
+          max_steps=args.max_steps, extra_data=tuple(args.extra_data or ()),
+          more_data=tuple(args.more_data or ()), talk_dir=args.talk,
+          init_from=args.init_from, teachers=tuple(args.teacher or ()))
+    return 0
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from .config import FeatureConfig, ModelConfig, PretrainConfig, from_dict
+    from .pretrain import pretrain
+
+    flags = {"pretrain": ("epochs", "batch_size", "lr", "seed"), "model": (), "features": ()}
+    sections = _apply_sets(args.set, {sec: {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+                                      for sec, keys in flags.items()})
+    pretrain(args.corpus, args.aligned, args.out, from_dict(PretrainConfig, sections["pretrain"]),
+             from_dict(FeatureConfig, sections["features"]), from_dict(ModelConfig, sections["model"]),
+             noise_dir=args.noise, device=args.device, progress=not args.quiet, max_steps=args.max_steps)
     return 0
 
 
@@ -313,12 +333,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="any config field, e.g. model.conv_stride=4, train.speed=0.1, features.hop_ms=20 "
                         "(repeatable; values are JSON)")
     t.add_argument("--extra-data", action="append", metavar="DIR",
-                   help="extra training clips in word/*.wav folders, e.g. `speechlstm synth` output")
+                   help="extra training clips in word/*.wav folders from elsewhere (`speechlstm synth`, "
+                        "`speechlstm corpus`): train.synth_ratio, train.extra_unknown_ratio")
+    t.add_argument("--more-data", action="append", metavar="DIR",
+                   help="more Speech Commands clips (word/<speaker>_nohash_<n>.wav) joining the training split "
+                        "as they are; speakers of the dataset's testing split (hash rule) are left out")
     t.add_argument("--talk", metavar="DIR",
                    help="read speech in the LibriSpeech layout (streaming-aware windows: train.talk_ratio, "
                         "train.stream_context_prob); utterances with a command word are not used")
+    t.add_argument("--init-from", metavar="ENCODER",
+                   help="start from a pretrained encoder (`speechlstm pretrain`; same feature/model settings)")
+    t.add_argument("--teacher", action="append", metavar="CKPT",
+                   help="distil from trained models with the same labels (repeatable: their mean); "
+                        "weight train.distill_weight (set it > 0), temperature train.distill_temperature")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=_train)
+
+    pt = sub.add_parser("pretrain", help="phonetic pretraining of the encoder on force-aligned read speech")
+    pt.add_argument("corpus", help="root of speaker/chapter/*.flac with *.trans.txt transcripts")
+    pt.add_argument("--aligned", required=True, type=Path,
+                    help="what `speechlstm corpus CORPUS --out DIR` wrote (DIR or DIR/alignments.jsonl)")
+    pt.add_argument("--out", required=True, type=Path, help="encoder file to write (for train --init-from)")
+    pt.add_argument("--noise", metavar="DIR", help="background noise .wav files mixed in (e.g. _background_noise_)")
+    pt.add_argument("--epochs", type=int)
+    pt.add_argument("--batch-size", type=int)
+    pt.add_argument("--lr", type=float)
+    pt.add_argument("--seed", type=int)
+    pt.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                    help="pretrain.*, model.* or features.* fields (the classifier must use the same model/features)")
+    pt.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    pt.add_argument("--max-steps", type=int, help="cap optimizer steps per epoch (smoke runs)")
+    pt.add_argument("--quiet", action="store_true")
+    pt.set_defaults(func=_pretrain)
 
     y = sub.add_parser("synth", help="render synthetic training speech with offline TTS engines")
     y.add_argument("--out", required=True, help="output tree (word/*.wav); existing renders are reused")
@@ -424,7 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     co = sub.add_parser("corpus", help="force-align a LibriSpeech-layout corpus (PocketSphinx) into word clips")
     co.add_argument("corpus", help="root of speaker/chapter/*.flac with *.trans.txt transcripts")
     co.add_argument("--out", required=True, type=Path, help="word clips in the Speech Commands layout, and the cache")
-    co.add_argument("--words", default="all", help="all, commands, or a comma-separated list")
+    co.add_argument("--words", default="all",
+                    help="all (but homophones of a command: know, write, ...), commands, or a comma-separated list")
     co.add_argument("--jobs", type=int, help="parallel alignment processes (default: every core)")
     co.add_argument("--quiet", action="store_true")
     co.set_defaults(func=_corpus)

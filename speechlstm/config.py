@@ -128,6 +128,8 @@ class TrainConfig:
     synth_ratio: float = 0.0  # synthetic (TTS) command clips per real command clip, when extra data is given
     synth_unknowns: str = "separate"  # synthetic non-command words: "separate" (drawn at unknown_ratio of
     # the synthetic commands) or "pooled" (join the real unknown pool, which they then outnumber)
+    extra_unknown_ratio: float = 0.0  # other words from --extra-data (kept "separate") per real command clip,
+    # a share of their own beside the dataset's unknown_ratio (e.g. force-aligned read speech, wake words)
     ema_decay: float = 0.0  # >0: keep, evaluate and save an exponential moving average of the weights
     mixup_alpha: float = 0.0  # >0: mixup of waveforms with Beta(alpha, alpha) weights
     # augmentation (training only)
@@ -146,6 +148,10 @@ class TrainConfig:
     keep_fraction: float = 0.85  # a cut command at least this much inside keeps its label
     unknown_fraction: float = 0.5  # ... at most this much inside is _unknown_ (between: left out of the loss)
     talk_ratio: float = 0.0  # extra rows of read speech (--talk, no command words) as _unknown_, per batch row
+    # distillation (train --teacher CKPT, repeatable): the loss is (1 - w) * cross-entropy + w * T^2 *
+    # KL(teachers' mean softened posteriors || the student's), on the same augmented batch
+    distill_weight: float = 0.0
+    distill_temperature: float = 2.0
     time_masks: int = 2
     time_mask_frames: int = 10
     freq_masks: int = 2
@@ -168,12 +174,41 @@ class TrainConfig:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0 <= self.unknown_fraction < self.keep_fraction <= 1:
             raise ConfigError("need 0 <= unknown_fraction < keep_fraction <= 1")
+        if not 0 <= self.distill_weight <= 1 or self.distill_temperature <= 0:
+            raise ConfigError("need 0 <= distill_weight <= 1 and distill_temperature > 0")
         if self.stream_place_prob + self.stream_cut_prob > 1:
             raise ConfigError("stream_place_prob + stream_cut_prob must be <= 1")
-        for name in ("unknown_ratio", "silence_ratio", "synth_ratio", "mixup_alpha", "reverb_prob", "talk_ratio",
-                     "stream_place_prob", "stream_cut_prob", "stream_context_prob"):
+        for name in ("unknown_ratio", "extra_unknown_ratio", "silence_ratio", "synth_ratio", "mixup_alpha",
+                     "reverb_prob", "talk_ratio", "stream_place_prob", "stream_cut_prob", "stream_context_prob"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Phonetic pretraining of the encoder (``pretrain.py``): 1 s windows of
+    force-aligned read speech, a phone label for every encoder step."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+    warmup_epochs: float = 0.5
+    label_smoothing: float = 0.1
+    seed: int = 0
+    validation_pct: float = 10.0  # speakers held out (by a hash of the id) to choose the best epoch
+    windows_per_second: float = 1.0  # training windows per epoch per second of training audio
+    noise_prob: float = 0.8  # background noise (--noise) at a random SNR, as in command training
+    snr_db: tuple[float, float] = (0.0, 20.0)
+    gain_db: float = 6.0
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0 or self.batch_size <= 0 or self.lr <= 0 or self.windows_per_second <= 0:
+            raise ConfigError("epochs, batch_size, lr and windows_per_second must be positive")
+        if not 0 < self.validation_pct < 100:
+            raise ConfigError(f"validation_pct must be in (0, 100), got {self.validation_pct}")
+        if len(self.snr_db) != 2 or self.snr_db[0] > self.snr_db[1]:
+            raise ConfigError(f"snr_db must be (low, high), got {self.snr_db}")
 
 
 @dataclass(frozen=True)

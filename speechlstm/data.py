@@ -94,17 +94,24 @@ class SpeechCommandsIndex:
         noise = sorted((root / NOISE_DIR).glob("*.wav")) if (root / NOISE_DIR).is_dir() else []
         return cls(root, clips, noise, source)
 
-    def add_training_dir(self, root: str | os.PathLike) -> int:
-        """Add every ``word/*.wav`` under ``root`` (e.g. `speechlstm synth` output)
-        as synthetic training clips. Returns how many were added."""
+    def add_training_dir(self, root: str | os.PathLike, same_dataset: bool = False) -> int:
+        """Add every ``word/*.wav`` under ``root`` as training clips. Returns how many were added.
+
+        ``same_dataset=False``: extra clips from elsewhere (`speechlstm synth` output,
+        aligned read speech), kept apart as ``synthetic``. ``True``: more Speech Commands
+        clips (same recordings, same ``<speaker>_nohash_<n>.wav`` names) that join the
+        dataset's own training clips, except those of speakers the dataset's hash rule
+        puts in its testing split (the canonical test set)."""
         root = Path(root).resolve()
         if not root.is_dir():
             raise DataError(f"{root}: not a directory")
-        found = [Clip(str(f), d.name, "train", synthetic=True)
+        found = [Clip(str(f), d.name, "train", synthetic=not same_dataset)
                  for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
-                 for f in sorted(d.glob("*.wav"))]
+                 for f in sorted(d.glob("*.wav"))
+                 if not (same_dataset and hash_split(f"{d.name}/{f.name}") == "test")]
         if not found:
-            raise DataError(f"{root}: no word folders with .wav files")
+            raise DataError(f"{root}: no word folders with .wav files" + (" of training speakers" if same_dataset
+                                                                           else ""))
         self.clips += found
         return len(found)
 
@@ -216,13 +223,17 @@ class SpeechCommands:
                  clip_samples: int = 16000, cache_dir: str | os.PathLike | None = None,
                  silence_ratio: float = 0.1, unknown_ratio: float = 0.1, seed: int = 0,
                  progress: bool = True, extra_dirs: tuple[str | os.PathLike, ...] = (),
-                 synth_ratio: float = 0.0, synth_unknowns: str = "separate"):
+                 more_dirs: tuple[str | os.PathLike, ...] = (),
+                 synth_ratio: float = 0.0, synth_unknowns: str = "separate", extra_unknown_ratio: float = 0.0):
         self.index = SpeechCommandsIndex.scan(root)
         self.task, self.seed = task, seed
         self.labels = task_labels(task, self.index.words)
         for extra in extra_dirs:
             self.index.add_training_dir(extra)
+        for more in more_dirs:
+            self.index.add_training_dir(more, same_dataset=True)
         self.silence_ratio, self.unknown_ratio, self.synth_ratio = silence_ratio, unknown_ratio, synth_ratio
+        self.extra_unknown_ratio = extra_unknown_ratio
         self.clip_samples = clip_samples
         self.cache = ClipCache.build(self.index, sample_rate, clip_samples, cache_dir, progress)
         self.noise = [read_audio(p, sample_rate)[0] for p in self.index.noise_files]
@@ -272,6 +283,11 @@ class SpeechCommands:
                 n_other = min(math.ceil(self.unknown_ratio * n_synth), len(self._synth_unknown))
                 rows += list(rng.choice(self._synth_unknown, size=n_other, replace=False))
                 labels += [self.labels.index(UNKNOWN)] * n_other
+        if name == "train" and self.extra_unknown_ratio > 0 and self._synth_unknown:
+            # other words of the extra folders as a share of their own, beside the dataset's (unknown_ratio)
+            n_other = min(math.ceil(self.extra_unknown_ratio * n_real), len(self._synth_unknown))
+            rows += list(rng.choice(self._synth_unknown, size=n_other, replace=False))
+            labels += [self.labels.index(UNKNOWN)] * n_other
         if self.task == "commands12":
             n_silence = math.ceil(self.silence_ratio * n_real)
             pool = self._unknown_pool[name]

@@ -58,11 +58,17 @@ class KeywordBiLSTM(nn.Module):
     def features(self, wave: torch.Tensor) -> torch.Tensor:
         return self.frontend(wave)  # (B, S) -> (B, T, n_mfcc)
 
-    def classify(self, feats: torch.Tensor) -> torch.Tensor:
+    def encode(self, feats: torch.Tensor) -> torch.Tensor:
+        """The encoder (convolution + BiLSTM) that phonetic pretraining trains:
+        (B, T, n_mfcc) -> (B, T', 2H), one step every ``conv_stride`` frames."""
         x = feats  # (B, T, n_mfcc)
         if self.conv is not None:
             x = self.conv(x.transpose(1, 2)).transpose(1, 2)  # (B, T', C)
         h, _ = self.lstm(x)  # (B, T', 2H)
+        return h
+
+    def classify(self, feats: torch.Tensor) -> torch.Tensor:
+        h = self.encode(feats)  # (B, T', 2H)
         pooled = self.pool(h)  # (B, 2H) or (B, 4H)
         return self.head(self.dropout(pooled))  # (B, n_classes)
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .augment import Augmenter
-from .checkpoint import Checkpoint, atomic_torch_save, load_checkpoint, safe_load, save_checkpoint
+from .checkpoint import Checkpoint, atomic_torch_save, load_checkpoint, load_encoder, safe_load, save_checkpoint
 from .config import FeatureConfig, ModelConfig, TrainConfig, to_dict
 from .data import SILENCE, SpeechCommands, SplitSet
 from .errors import CheckpointError, ConfigError
@@ -93,7 +93,9 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
           features: FeatureConfig = FeatureConfig(), model_cfg: ModelConfig = ModelConfig(), *,
           device: str = "auto", resume: bool = False, cache_dir: str | os.PathLike | None = None,
           progress: bool = True, max_steps: int | None = None,
-          extra_data: tuple[str | os.PathLike, ...] = (), talk_dir: str | os.PathLike | None = None,
+          extra_data: tuple[str | os.PathLike, ...] = (), more_data: tuple[str | os.PathLike, ...] = (),
+          talk_dir: str | os.PathLike | None = None,
+          init_from: str | os.PathLike | None = None, teachers: tuple[str | os.PathLike, ...] = (),
           clock: StageClock | None = None) -> Result:
     """Train a model and write the best-on-validation checkpoint to ``out``.
 
@@ -101,9 +103,16 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
     ``<out>.train-state.pt`` (what --resume continues from). ``max_steps``
     caps optimizer steps per epoch (smoke tests). ``extra_data``: directories of
     extra training clips in ``word/*.wav`` form (e.g. `speechlstm synth` output),
-    mixed in at ``cfg.synth_ratio``; their non-command words join the unknown pool.
+    mixed in at ``cfg.synth_ratio``; their non-command words join the unknown pool
+    (``cfg.synth_unknowns``) or come at ``cfg.extra_unknown_ratio``. ``more_data``: more
+    clips of the dataset itself (Speech Commands recordings from elsewhere) that join
+    its training split as they are (minus the testing split's speakers).
     ``talk_dir``: read speech in the LibriSpeech layout for the streaming-aware
     windows (``cfg.talk_ratio``, ``cfg.stream_context_prob``).
+    ``init_from``: a pretrained encoder (``speechlstm pretrain``) whose front end,
+    convolution and BiLSTM weights the model starts from (same feature and model configs).
+    ``teachers``: trained checkpoints with the same labels and features whose mean
+    softened posteriors the model also learns (``cfg.distill_weight``, ``cfg.distill_temperature``).
     ``clock``: time each stage of every training step (``speechlstm bench --train``).
     """
     out, dev = Path(out), resolve_device(device)
@@ -113,13 +122,24 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
                           clip_samples=features.clip_samples, cache_dir=cache_dir,
                           silence_ratio=cfg.silence_ratio, unknown_ratio=cfg.unknown_ratio,
                           seed=cfg.seed, progress=progress, extra_dirs=tuple(extra_data),
-                          synth_ratio=cfg.synth_ratio, synth_unknowns=cfg.synth_unknowns)
+                          more_dirs=tuple(more_data),
+                          synth_ratio=cfg.synth_ratio, synth_unknowns=cfg.synth_unknowns,
+                          extra_unknown_ratio=cfg.extra_unknown_ratio)
     if data.skipped:
         tqdm.write(f"skipped {len(data.skipped)} unreadable clip(s), e.g. {data.skipped[0][0]}: "
                    f"{data.skipped[0][1]}")
     val = data.split("validation")
     torch.manual_seed(cfg.seed)
     model = KeywordBiLSTM(features, model_cfg, len(data.labels)).to(dev)
+    if init_from is not None:
+        enc = load_encoder(init_from)
+        if (enc.features, enc.model) != (features, model_cfg):
+            raise ConfigError(f"{init_from}: the encoder was pretrained with other feature/model settings "
+                              f"({enc.features}, {enc.model}); train with the same ones")
+        model.load_state_dict(enc.encoder_weights(), strict=False)
+    teacher_nets = _teachers(teachers, data.labels, features, dev)
+    if cfg.distill_weight > 0 and not teacher_nets:
+        raise ConfigError("train.distill_weight > 0 needs teachers (--teacher CKPT)")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(data.split("train")) / cfg.batch_size)
     if max_steps:
@@ -142,6 +162,9 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
     silence = data.labels.index(SILENCE) if SILENCE in data.labels else -1
 
     start_epoch, best_acc, best_epoch, bad_epochs = 0, -1.0, -1, 0
+    sources = {"data_dir": _resolved(data_dir), "talk_dir": _resolved(talk_dir),  # every input, for the provenance
+               "extra_data": [_resolved(d) for d in extra_data], "more_data": [_resolved(d) for d in more_data],
+               "init_from": _resolved(init_from), "teachers": [_resolved(t) for t in teachers]}
     configs = {"features": to_dict(features), "model": to_dict(model_cfg), "train": to_dict(cfg)}
     if resume and state_path(out).is_file():
         st = safe_load(state_path(out))
@@ -205,6 +228,9 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
                 loss = _loss(logits, y, weight, cfg.label_smoothing)
                 if lam < 1.0:
                     loss = lam * loss + (1 - lam) * _loss(logits, partner, weight, cfg.label_smoothing)
+                if teacher_nets and cfg.distill_weight > 0:
+                    loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * _distill_loss(
+                        logits, teacher_nets, feats, cfg.distill_temperature)
             mark("forward: SpecAugment, network, loss")
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -233,7 +259,7 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
         improved = val_acc > best_acc
         if improved:
             best_acc, best_epoch, bad_epochs = val_acc, epoch + 1, 0
-            _save(out, judged, data, features, model_cfg, cfg, data_dir, talk_dir, dev,
+            _save(out, judged, data, features, model_cfg, cfg, sources, dev,
                   {"val_acc": val_acc, "val_loss": val_loss, "best_epoch": best_epoch}, started)
         else:
             bad_epochs += 1
@@ -260,6 +286,34 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
     tqdm.write(f"best epoch {best_epoch}: val acc {best.metrics['val_acc']:.4f}, test acc {test_acc:.4f} "
                f"-> {out}")
     return Result(out, best_epoch, best.metrics)
+
+
+def _resolved(path: str | os.PathLike | None) -> str | None:
+    return str(Path(path).resolve()) if path is not None else None
+
+
+def _teachers(paths: tuple[str | os.PathLike, ...], labels: list[str], features: FeatureConfig,
+              dev: torch.device) -> list[KeywordBiLSTM]:
+    nets = []
+    for path in paths:
+        t = load_checkpoint(path)
+        if t.labels != labels or t.features != features:
+            raise ConfigError(f"{path}: a teacher needs the same labels and feature settings as the model trained")
+        net = t.build_model().to(dev)
+        for p in net.parameters():
+            p.requires_grad_(False)
+        nets.append(net)
+    return nets
+
+
+def _distill_loss(logits: torch.Tensor, teachers: list[KeywordBiLSTM], feats: torch.Tensor,
+                  temperature: float) -> torch.Tensor:
+    """T^2 * KL(mean teacher posteriors at temperature T || the student's), on the
+    features the student saw (the teachers share its front end)."""
+    with torch.no_grad():
+        target = torch.stack([torch.softmax(t.classify(feats).float() / temperature, -1) for t in teachers]).mean(0)
+    student = F.log_softmax(logits.float() / temperature, -1)
+    return F.kl_div(student, target, reduction="batchmean") * temperature**2
 
 
 def _loss(logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None, smoothing: float) -> torch.Tensor:
@@ -290,12 +344,11 @@ def _truncate_csv(path: Path, last_epoch: int) -> None:
 
 
 def _save(out: Path, model: KeywordBiLSTM, data: SpeechCommands, features: FeatureConfig,
-          model_cfg: ModelConfig, cfg: TrainConfig, data_dir, talk_dir, dev: torch.device,
+          model_cfg: ModelConfig, cfg: TrainConfig, sources: dict[str, Any], dev: torch.device,
           metrics: dict[str, Any], started: float) -> None:
     provenance = {
-        "data_dir": str(Path(data_dir).resolve()),
+        **sources,
         "split_source": data.index.split_source,
-        "talk_dir": str(Path(talk_dir).resolve()) if talk_dir is not None else None,
         "split_sizes": data.split_sizes(),
         "skipped_clips": len(data.skipped),
         "seed": cfg.seed,

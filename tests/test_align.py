@@ -60,3 +60,37 @@ def test_word_order_and_timing_follow_the_transcript(tmp_path):
     assert all(s < e for s, e in times) and all(e1 <= s2 for (_, e1), (s2, _) in zip(times, times[1:]))
     duration = len(read_audio(utt.path, 16000)[0]) / 16
     assert times[-1][1] <= duration + 10
+
+
+def test_phones_tile_each_word_and_pretrain_reads_them(tmp_path):
+    out = tmp_path / "aligned"
+    done = subprocess.run([sys.executable, "-m", "speechlstm", "corpus", str(LIBRISPEECH_SAMPLE), "--out", str(out),
+                           "--quiet", "--words", "no"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(x) for x in (out / "alignments.jsonl").read_text().splitlines()]
+    aligned = [r for r in rows if "oov" not in r]
+    assert len(aligned) == 5
+    from speechlstm.pretrain import PHONES
+
+    for row in aligned:
+        phones = row["phones"]
+        assert phones[0][1] == 0 and all(a[2] == b[1] for a, b in zip(phones, phones[1:]))  # no gaps, no overlaps
+        assert {p for p, _, _ in phones} <= set(PHONES)
+        for word, start, end in row["words"]:  # a word's phones start and end with it, none of them silence
+            inside = [p for p in phones if start <= p[1] and p[2] <= end]
+            assert inside and inside[0][1] == start and inside[-1][2] == end
+            assert "SIL" not in {p for p, _, _ in inside}
+    assert [p for p, _, _ in next(r for r in aligned if r["id"] == "19-198-0004")["phones"][1:6]] == \
+        ["CH", "AE", "P", "T", "ER"]  # "chapter"
+
+    enc = tmp_path / "encoder.pt"
+    done = subprocess.run([sys.executable, "-m", "speechlstm", "pretrain", str(LIBRISPEECH_SAMPLE), "--aligned",
+                           str(out), "--out", str(enc), "--epochs", "1", "--max-steps", "2", "--quiet",
+                           "--set", "pretrain.validation_pct=40", "--set", "model.hidden_size=16"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "from 1 speakers" in done.stdout and "held-out frame accuracy" in done.stdout
+    from speechlstm.checkpoint import load_encoder
+
+    e = load_encoder(enc)
+    assert e.model.hidden_size == 16 and e.phones == list(PHONES) and e.provenance["speakers"] == 1

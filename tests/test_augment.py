@@ -2,6 +2,8 @@
 perturbation, simulated reverberation, mixup, EMA, the unknown ratio, the
 --set overrides and synthetic extra data."""
 
+import math
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -102,6 +104,14 @@ def test_extra_data_joins_training_only(tmp_path):
     # ... or pooled with the real unknown clips
     pooled = SpeechCommands(root, extra_dirs=(synth,), synth_ratio=1.0, synth_unknowns="pooled", progress=False)
     assert hello <= set(pooled._unknown_pool["train"]) and not pooled._synth_unknown
+    # ... or, without any extra commands, as a share of their own beside the dataset's other words
+    share = SpeechCommands(root, extra_dirs=(synth,), extra_unknown_ratio=0.25, progress=False)
+    drawn = share.split("train", np.random.default_rng(0))
+    n_commands = int((drawn.labels > unknown).sum())
+    other = drawn.rows[drawn.labels == unknown].tolist()
+    assert sum(r in hello for r in other) == min(len(hello), math.ceil(0.25 * n_commands))
+    assert sum(r in set(share._unknown_pool["train"]) for r in other) == math.ceil(0.1 * n_commands)
+    assert not synthetic_rows - hello & set(drawn.rows.tolist())  # no synthetic commands: synth_ratio is 0
     with pytest.raises(DataError):
         SpeechCommands(root, extra_dirs=(tmp_path / "nowhere",), progress=False)
 
@@ -133,3 +143,24 @@ def test_cli_set_overrides_any_config_field(fake_dataset, tmp_path):
     assert ck.model.conv_stride == 4 and ck.model.hidden_size == 8 and ck.model.pooling == "meanmax"
     assert ck.train.snr_db == (5, 10) and ck.features.hop_ms == 20
     assert main(["train", "--data-dir", str(fake_dataset), "--out", str(out), "--set", "model.nope=1"]) != 0
+
+
+def test_more_data_joins_the_dataset_without_testing_speakers(tmp_path):
+    root = make_fake_dataset(tmp_path / "sc")
+    more = tmp_path / "more"
+    for word in ("yes", "bird"):
+        (more / word).mkdir(parents=True)
+        for spk in ("00000001", "00000002", "00000003"):  # 00000002: the hash rule's testing split
+            sf.write(more / word / f"{spk}_nohash_0.wav", word_tone(word, spk), SR, subtype="PCM_16")
+    plain = SpeechCommands(root, progress=False)
+    ds = SpeechCommands(root, more_dirs=(more,), progress=False)
+    added = {c.rel for c in ds.index.clips if c.rel.startswith(str(more.resolve()))}
+    assert len(added) == 4 and not any("00000002" in r for r in added)
+    assert not any(c.synthetic for c in ds.index.clips)  # the dataset's own kind of clip
+    bird = {ds.cache.rows[r] for r in added if "/bird/" in r}
+    yes = {ds.cache.rows[r] for r in added if "/yes/" in r}
+    assert bird <= set(ds._unknown_pool["train"])  # other words join the real unknown pool ...
+    assert yes <= set(ds._known["train"][0])  # ... and commands the real training clips
+    assert len(ds._known["train"][0]) == len(plain._known["train"][0]) + 2
+    for split in ("validation", "test"):
+        assert np.array_equal(ds.split(split).labels, plain.split(split).labels)
