@@ -15,6 +15,9 @@
 #               window edge (at most half the word inside: _unknown_; 85% or more: the command; between: no loss)
 #   positives   pretrained, with the command words of the same folders (read speech, toy clips) as extra
 #               positives at 0.2 of the dataset's command clips
+#   share60     pretrained, with the extra other words at 0.6 of the command clips instead of 0.3
+#   joined      pretrained, with two different commands run together (first half of one, second half of
+#               the other) as _unknown_ in place of a fifth of the command rows (train.join_prob=0.2)
 #   bash experiments/learn_more.sh DATA_DIR EXTRA_DIR TC5_DIR OUT_DIR
 # EXTRA_DIR: what experiments/corpora.sh wrote (tc5/, precise/, sc_toy/); TC5_DIR: train-clean-5 itself.
 set -euo pipefail
@@ -44,4 +47,6 @@ done | xargs -P 2 -L 1 bash -c 'run "$@"' _
   for seed in 0 1 2; do echo "toy_real $seed $READ_SHARE --more-data $EXTRA/sc_toy --init-from $OUT/encoder.pt"; done
   for seed in 0 1 2; do echo "hardneg $seed $EXTRA_SHARE --init-from $OUT/encoder.pt --set train.stream_cut_prob=0.2"; done
   for seed in 0 1 2; do echo "positives $seed $EXTRA_SHARE --init-from $OUT/encoder.pt --set train.synth_ratio=0.2"; done
+  for seed in 0 1 2; do echo "share60 $seed $CLIPS --set train.extra_unknown_ratio=0.6 --init-from $OUT/encoder.pt"; done
+  for seed in 0 1 2; do echo "joined $seed $EXTRA_SHARE --init-from $OUT/encoder.pt --set train.join_prob=0.2"; done
 } | xargs -P 2 -L 1 bash -c 'run "$@"' _

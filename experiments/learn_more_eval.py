@@ -46,6 +46,8 @@ def table(run_dir: str) -> str:
     groups = defaultdict(list)
     for f in sorted(glob.glob(f"{run_dir}/*-s[0-9].eval.json")):
         groups[re.sub(r"-s\d\.eval\.json$", "", Path(f).name)].append(json.load(open(f)))
+    order = ["baseline", "pool", "extra", "pretrained", "distilled", "toy_real", "hardneg", "joined", "positives", "share60"]
+    groups = dict(sorted(groups.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
     lines = ["| recipe | seeds | " + " | ".join(c for _, c in COLUMNS) + " |", "|---|---:|" + "---:|" * len(COLUMNS)]
     for name, rows in groups.items():
         cells = []

@@ -147,6 +147,8 @@ class TrainConfig:
     stream_context_prob: float = 0.0
     keep_fraction: float = 0.85  # a cut command at least this much inside keeps its label
     unknown_fraction: float = 0.5  # ... at most this much inside is _unknown_ (between: left out of the loss)
+    join_prob: float = 0.0  # share of command rows replaced by two different commands run together, each cut
+    # in half at its middle (the first half of one, the second half of the other): a hard _unknown_
     talk_ratio: float = 0.0  # extra rows of read speech (--talk, no command words) as _unknown_, per batch row
     # distillation (train --teacher CKPT, repeatable): the loss is (1 - w) * cross-entropy + w * T^2 *
     # KL(teachers' mean softened posteriors || the student's), on the same augmented batch
@@ -179,7 +181,8 @@ class TrainConfig:
         if self.stream_place_prob + self.stream_cut_prob > 1:
             raise ConfigError("stream_place_prob + stream_cut_prob must be <= 1")
         for name in ("unknown_ratio", "extra_unknown_ratio", "silence_ratio", "synth_ratio", "mixup_alpha",
-                     "reverb_prob", "talk_ratio", "stream_place_prob", "stream_cut_prob", "stream_context_prob"):
+                     "reverb_prob", "talk_ratio", "stream_place_prob", "stream_cut_prob", "stream_context_prob",
+                     "join_prob"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
 

@@ -13,7 +13,10 @@ what streaming sees, with one overlap rule for the labels:
 - other speech beside a complete command (read speech or another clip's
   word, kept clear of it) does not change its label;
 - 1 s crops of continuous read speech with no command word in the
-  transcript (``talk``) are extra ``_unknown_`` rows.
+  transcript (``talk``) are extra ``_unknown_`` rows;
+- two different commands run together, the first half of one and the second
+  half of the other (``join_prob``), are ``_unknown_``: a hard negative that
+  sounds like a command at every instant.
 
 Word extent comes from ``audio.speech_bounds`` (energy within 30 dB of the
 clip's loudest 10 ms). Every random draw comes from the generator passed in."""
@@ -65,13 +68,36 @@ class StreamWindows:
     @property
     def active(self) -> bool:
         c = self.cfg
-        return c.stream_place_prob + c.stream_cut_prob + c.stream_context_prob > 0 or (
+        return c.stream_place_prob + c.stream_cut_prob + c.stream_context_prob + c.join_prob > 0 or (
             c.talk_ratio > 0 and self.talk is not None)
 
     def _talk_crops(self, n: int, length: int, gen: torch.Generator) -> torch.Tensor:
         start = (torch.rand(n, generator=gen) * (len(self.talk) - length)).long()
         crops = self.talk[start.unsqueeze(1) + torch.arange(length)].float() / 32767.0  # (n, S)
         return crops * (10.0 ** (torch.rand(n, 1, generator=gen) * -1.0))  # 0 to -20 dB
+
+    def _join(self, out: torch.Tensor, label: torch.Tensor, rows: torch.Tensor, start: torch.Tensor,
+              d: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows ``rows`` become the first half of their word followed at once by the
+        second half of another row's different command, labelled ``_unknown_``."""
+        src, words = out, label  # halves come from the words as they were before any joining
+        out, label = out.clone(), label.clone()
+        S = out.shape[1]
+        commands = torch.nonzero(self.commands[words]).flatten()
+        for i in torch.nonzero(rows).flatten().tolist():
+            others = commands[words[commands] != words[i]]
+            if not len(others):
+                continue
+            j = int(others[torch.randint(len(others), (1,), generator=gen)])
+            a_i, a_j = int(start[i]), int(start[j])  # words as they are in ``out`` now
+            head = src[i, max(0, a_i) : max(0, a_i + int(d[i]) // 2)]
+            tail = src[j, max(0, a_j + int(d[j]) // 2) : min(S, a_j + int(d[j]))]
+            joined = torch.cat([head, tail])[:S]
+            at = max(0, min(S - len(joined), a_i))
+            row = torch.zeros(S)
+            row[at : at + len(joined)] = joined
+            out[i], label[i] = row, self.unknown
+        return out, label
 
     def __call__(self, wave: torch.Tensor, y: torch.Tensor,
                  gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -103,8 +129,11 @@ class StreamWindows:
         command = self.commands[y] & cut
         label[command & (frac <= cfg.unknown_fraction)] = self.unknown
         weight[command & (frac > cfg.unknown_fraction) & (frac < cfg.keep_fraction)] = 0.0
+        join = self.commands[y] & ~cut & (torch.rand(B, generator=gen) < cfg.join_prob)
+        if join.any():
+            out, label = self._join(out, label, join, start, d, gen)
         # speech beside complete words: read speech or another row's clip, clear of the word
-        context = speech & ~cut & (torch.rand(B, generator=gen) < cfg.stream_context_prob)
+        context = speech & ~cut & ~join & (torch.rand(B, generator=gen) < cfg.stream_context_prob)
         if context.any():
             gap = self.sample_rate // 20  # 50 ms of air between
             pos = torch.arange(S).unsqueeze(0)

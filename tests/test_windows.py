@@ -138,3 +138,23 @@ def test_streams_with_talk_between_commands_and_talk_alone(tmp_path):
     assert none == [] and len(only) == int(0.2 * 60 * SR) and np.abs(only).max() > 0.1
     with pytest.raises(DataError):
         make_stream(None, minutes=0.1, talk_only=True)
+
+
+def test_two_commands_run_together_are_unknown():
+    wave, y = _batch(n=40)
+    y[-4:] = 0  # four silence rows: never joined
+    wave[-4:] = 0
+    out, label, weight = StreamWindows(TrainConfig(join_prob=1.0), LABELS, SR)(
+        wave, y, torch.Generator().manual_seed(3))
+    assert bool((label[:-4] == 1).all()) and torch.equal(label[-4:], y[-4:]) and bool((weight == 1).all())
+    assert torch.equal(out[-4:], wave[-4:])
+    a, b = speech_bounds(wave.numpy(), SR // 100)
+    mid = a + (b - a) // 2
+    for i in range(36):
+        # the row starts where its word did, with the first half of that word ...
+        np.testing.assert_array_equal(out[i, a[i] : mid[i]].numpy(), wave[i, a[i] : mid[i]].numpy())
+        # ... and goes on at once with the second half of another command's word, then silence
+        partners = [j for j in range(36) if y[j] != y[i] and np.array_equal(
+            out[i, mid[i] : mid[i] + b[j] - mid[j]].numpy(), wave[j, mid[j] : b[j]].numpy())]
+        assert partners, i
+        assert not out[i, mid[i] + b[partners[0]] - mid[partners[0]] :].any()
