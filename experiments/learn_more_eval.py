@@ -3,20 +3,23 @@ validation figures from training, test_mini accuracy and its out-of-vocabulary -
 the test list's other words -> _unknown_ (from training), and with --speech false alarms per hour
 on command-free read speech by held-out speakers at the default streaming rule (StreamConfig()).
     python experiments/learn_more_eval.py --test-mini DIR [--speech talk.wav] MODEL.pt ...
-    python experiments/learn_more_eval.py --table RUN_DIR   # mean +- sd over seeds per recipe"""
+    python experiments/learn_more_eval.py --table RUN_DIR   # mean +- sd over seeds per recipe
+    python experiments/learn_more_eval.py --test-mini DIR --ensemble A.pt B.pt C.pt   # their mean posteriors"""
 
 import argparse
 import glob
 import json
 import re
 import statistics as st
+
+import numpy as np
 from collections import defaultdict
 from pathlib import Path
 
 from speechlstm.audio import read_audio
 from speechlstm.checkpoint import load_checkpoint
 from speechlstm.config import StreamConfig
-from speechlstm.evaluate import evaluate, find_items
+from speechlstm.evaluate import evaluate, find_items, to_vocabulary
 from speechlstm.infer import Recognizer
 from speechlstm.stream import StreamingRecognizer
 from speechlstm.stream_eval import evaluate as evaluate_stream
@@ -42,6 +45,18 @@ def score(path: Path, test_mini: str, speech: str | None) -> dict:
     return out
 
 
+def ensemble(paths: list[Path], test_mini: str) -> dict:
+    """test_mini accuracy and _unknown_ recall of the models' mean posteriors."""
+    recs = [Recognizer(load_checkpoint(p), device="cpu") for p in paths]
+    items, labels = find_items(test_mini), recs[0].labels
+    truth = np.array([labels.index(to_vocabulary(label, labels)) for label in items.labels])
+    clips = np.stack([recs[0].prepare(p)[0] for p in items.paths])
+    pred = np.mean([r.probabilities(clips) for r in recs], axis=0).argmax(1)
+    unknown = labels.index("_unknown_")
+    return {"test_mini_acc": round(float((pred == truth).mean()), 4),
+            "test_mini_oov": round(float((pred[truth == unknown] == unknown).mean()), 4)}
+
+
 def table(run_dir: str) -> str:
     groups = defaultdict(list)
     for f in sorted(glob.glob(f"{run_dir}/*-s[0-9].eval.json")):
@@ -64,9 +79,13 @@ if __name__ == "__main__":
     p.add_argument("--test-mini")
     p.add_argument("--speech", help="command-free read speech by speakers never trained on (a .wav)")
     p.add_argument("--table", metavar="RUN_DIR")
+    p.add_argument("--ensemble", action="store_true", help="score the models' mean posteriors on test_mini")
     args = p.parse_args()
     if args.table:
         print(table(args.table))
+    if args.ensemble:
+        print(ensemble(args.models, args.test_mini))
+        raise SystemExit(0)
     for m in args.models:
         res = score(m, args.test_mini, args.speech)
         m.with_suffix(".eval.json").write_text(json.dumps(res, indent=1))
