@@ -11,9 +11,12 @@ from pathlib import Path
 from .errors import DataError, SpeechLSTMError
 
 
-def _apply_sets(items: list[str] | None, sections: dict[str, dict]) -> dict[str, dict]:
-    """--set model.conv_stride=4 --set train.snr_db=[0,10]: JSON values into config sections."""
-    for item in items or []:
+def _config_sections(args: argparse.Namespace, flags: dict[str, tuple[str, ...]]) -> dict[str, dict]:
+    """Config sections from the named flags that were given, then every --set
+    (--set model.conv_stride=4 --set train.snr_db=[0,10]: JSON values)."""
+    sections = {sec: {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+                for sec, keys in flags.items()}
+    for item in args.set or []:
         key, sep, raw = item.partition("=")
         section, dot, name = key.partition(".")
         if not sep or not dot or section not in sections:
@@ -32,8 +35,7 @@ def _train(args: argparse.Namespace) -> int:
 
     flags = {"train": ("epochs", "batch_size", "lr", "seed", "task"), "model": ("hidden_size", "num_layers"),
              "features": ()}
-    sections = _apply_sets(args.set, {sec: {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
-                                      for sec, keys in flags.items()})
+    sections = _config_sections(args, flags)
     if args.max_steps is not None and args.max_steps <= 0:
         raise SpeechLSTMError("--max-steps must be positive")
     train(args.data_dir, args.out, from_dict(TrainConfig, sections["train"]),
@@ -50,8 +52,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     from .pretrain import pretrain
 
     flags = {"pretrain": ("epochs", "batch_size", "lr", "seed"), "model": (), "features": ()}
-    sections = _apply_sets(args.set, {sec: {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
-                                      for sec, keys in flags.items()})
+    sections = _config_sections(args, flags)
     pretrain(args.corpus, args.aligned, args.out, from_dict(PretrainConfig, sections["pretrain"]),
              from_dict(FeatureConfig, sections["features"]), from_dict(ModelConfig, sections["model"]),
              noise_dir=args.noise, device=args.device, progress=not args.quiet, max_steps=args.max_steps)

@@ -280,22 +280,21 @@ class SpeechCommands:
             rows += [self._synth[0][i] for i in pick]
             labels += [self._synth[1][i] for i in pick]
             if self._synth_unknown:  # the synthetic share has the real share's mix of other words
-                n_other = min(math.ceil(self.unknown_ratio * n_synth), len(self._synth_unknown))
-                rows += list(rng.choice(self._synth_unknown, size=n_other, replace=False))
-                labels += [self.labels.index(UNKNOWN)] * n_other
+                other = _draw(rng, self._synth_unknown, self.unknown_ratio, n_synth)
+                rows += other
+                labels += [self.labels.index(UNKNOWN)] * len(other)
         if name == "train" and self.extra_unknown_ratio > 0 and self._synth_unknown:
             # other words of the extra folders as a share of their own, beside the dataset's (unknown_ratio)
-            n_other = min(math.ceil(self.extra_unknown_ratio * n_real), len(self._synth_unknown))
-            rows += list(rng.choice(self._synth_unknown, size=n_other, replace=False))
-            labels += [self.labels.index(UNKNOWN)] * n_other
+            other = _draw(rng, self._synth_unknown, self.extra_unknown_ratio, n_real)
+            rows += other
+            labels += [self.labels.index(UNKNOWN)] * len(other)
         if self.task == "commands12":
             n_silence = math.ceil(self.silence_ratio * n_real)
             pool = self._unknown_pool[name]
             ratio = self.unknown_ratio if name == "train" else EVAL_UNKNOWN_RATIO
-            n_unknown = min(math.ceil(ratio * n_real), len(pool))
-            unknown = rng.choice(pool, size=n_unknown, replace=False) if n_unknown else []
-            rows += list(unknown) + [-1] * n_silence
-            labels += [self.labels.index(UNKNOWN)] * n_unknown + [self.labels.index(SILENCE)] * n_silence
+            unknown = _draw(rng, pool, ratio, n_real)
+            rows += unknown + [-1] * n_silence
+            labels += [self.labels.index(UNKNOWN)] * len(unknown) + [self.labels.index(SILENCE)] * n_silence
         return SplitSet(np.asarray(rows, dtype=np.int64), np.asarray(labels, dtype=np.int64))
 
     def unknown_set(self, name: str) -> SplitSet:
@@ -328,6 +327,12 @@ class SpeechCommands:
             if (~real).any():
                 waves[~real] = silence_clips(self.noise, int((~real).sum()), self.clip_samples, rng)
             yield torch.from_numpy(waves), torch.from_numpy(split.labels[idx])
+
+
+def _draw(rng: np.random.Generator, pool: list[int], share: float, per: int) -> list[int]:
+    """``ceil(share * per)`` distinct rows of ``pool`` (all of it, if it holds fewer)."""
+    n = min(math.ceil(share * per), len(pool))
+    return list(rng.choice(pool, size=n, replace=False)) if n else []
 
 
 def silence_clips(noise: list[np.ndarray], n: int, length: int, rng: np.random.Generator) -> np.ndarray:

@@ -30,11 +30,12 @@ from tqdm.auto import tqdm
 
 from .audio import read_audio
 from .augment import Augmenter
-from .checkpoint import Encoder, save_encoder
+from .checkpoint import ENCODER_PREFIXES, Encoder, save_encoder
 from .config import FeatureConfig, ModelConfig, PretrainConfig, TrainConfig
 from .corpus import librispeech_utterances
 from .errors import DataError
 from .model import KeywordBiLSTM, count_parameters, resolve_device
+from .train import warmup_cosine
 
 # PocketSphinx's US-English phone set (ARPAbet, no stress) and silence; its fillers (+NSN+, ...) count as SIL
 PHONES = ("SIL", "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G", "HH", "IH",
@@ -130,7 +131,7 @@ class PhoneticModel(nn.Module):
         return self.phone_head(self.net.dropout(self.net.encode(feats)))  # (B, T', n_phones)
 
     def encoder_state(self) -> dict[str, torch.Tensor]:
-        state = {k: v for k, v in self.net.state_dict().items() if k.startswith(("frontend.", "conv.", "lstm."))}
+        state = {k: v for k, v in self.net.state_dict().items() if k.startswith(ENCODER_PREFIXES)}
         return {**state, **{f"phone_head.{k}": v for k, v in self.phone_head.state_dict().items()}}
 
 
@@ -179,8 +180,7 @@ def pretrain(corpus: str | os.PathLike, aligned: str | os.PathLike, out: str | o
     if max_steps:
         steps_per_epoch = min(steps_per_epoch, max_steps)
     total, warmup = cfg.epochs * steps_per_epoch, max(1, int(cfg.warmup_epochs * steps_per_epoch))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
+    sched = warmup_cosine(opt, warmup, total)
     # timing-preserving augmentation only: no speed change, no shift, no reverberation tail
     augment = Augmenter(TrainConfig(noise_prob=cfg.noise_prob, snr_db=cfg.snr_db, gain_db=cfg.gain_db, speed=0.0,
                                     shift_ms=0.0, reverb_prob=0.0), features, noise, dev)
