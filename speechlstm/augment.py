@@ -42,9 +42,8 @@ class Augmenter:
         # time shift with zero fill
         shift = torch.randint(-self.shift, self.shift + 1, (B,), generator=gen)
         shift[keep] = 0
-        idx = torch.arange(S).unsqueeze(0) - shift.unsqueeze(1)  # (B, S)
-        valid = ((idx >= 0) & (idx < S)).to(self.device)
-        x = x.gather(1, idx.clamp(0, S - 1).to(self.device)) * valid
+        idx = self._arange(S).unsqueeze(0) - shift.to(self.device).unsqueeze(1)  # (B, S)
+        x = x.gather(1, idx.clamp(0, S - 1)) * ((idx >= 0) & (idx < S))
         # random gain
         gain_db = _uniform(gen, B, -self.cfg.gain_db, self.cfg.gain_db)
         gain_db[keep] = 0.0
@@ -55,12 +54,16 @@ class Augmenter:
             snr_db = _uniform(gen, B, *self.cfg.snr_db)
             f = torch.randint(len(self.spans), (B,), generator=gen)
             start = self.offsets[f] + (torch.rand(B, generator=gen) * self.spans[f]).long()
-            noise = self.bank[(start.unsqueeze(1) + torch.arange(S)).to(self.device)]  # (B, S)
+            noise = self.bank[start.to(self.device).unsqueeze(1) + self._arange(S)]  # (B, S)
             speech_rms = x.pow(2).mean(1).sqrt()
             noise_rms = noise.pow(2).mean(1).sqrt().clamp_min(1e-5)
             scale = speech_rms / (noise_rms * 10.0 ** (snr_db.to(self.device) / 20.0))
             x = x + noise * (scale * use.to(self.device)).unsqueeze(1)
         return x.clamp(-1.0, 1.0)
+
+    def _arange(self, n: int) -> torch.Tensor:
+        """0..n-1 on the model's device: the (B, S) index maps are built there, not copied over."""
+        return torch.arange(n, device=self.device)
 
     def _speed(self, x: torch.Tensor, gen: torch.Generator, keep: torch.Tensor) -> torch.Tensor:
         """Resample each row about its centre by a rate in [1 - speed, 1 + speed]
@@ -69,11 +72,11 @@ class Augmenter:
         rate = _uniform(gen, B, 1.0 - self.cfg.speed, 1.0 + self.cfg.speed)
         rate[keep] = 1.0
         centre = (S - 1) / 2
-        pos = centre + (torch.arange(S, dtype=torch.float32).unsqueeze(0) - centre) * rate.unsqueeze(1)  # (B, S)
-        inside = ((pos >= 0) & (pos <= S - 1)).to(self.device)
+        pos = centre + (self._arange(S).float().unsqueeze(0) - centre) * rate.to(self.device).unsqueeze(1)  # (B, S)
+        inside = (pos >= 0) & (pos <= S - 1)
         lo = pos.floor().clamp(0, S - 1).long()
-        frac = (pos - lo).clamp(0, 1).to(self.device)
-        lo, hi = lo.to(self.device), (lo + 1).clamp(max=S - 1).to(self.device)
+        frac = (pos - lo).clamp(0, 1)
+        hi = (lo + 1).clamp(max=S - 1)
         y = x.gather(1, lo) * (1 - frac) + x.gather(1, hi) * frac
         return y * inside
 
@@ -101,14 +104,15 @@ class Augmenter:
     def spec(self, f: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """f: (B, T, C) normalised features -> same shape with time/frequency bands zeroed."""
         B, T, C = f.shape
-        mask = torch.zeros(B, T, C, dtype=torch.bool)
+        mask = torch.zeros(B, T, C, dtype=torch.bool, device=f.device)
         for n, width, axis, size in ((self.cfg.time_masks, self.cfg.time_mask_frames, 1, T),
                                      (self.cfg.freq_masks, self.cfg.freq_mask_bins, 2, C)):
             if n <= 0 or width <= 0:
                 continue
             w = torch.randint(0, width + 1, (B, n), generator=gen)
             s = (torch.rand(B, n, generator=gen) * (size - w + 1)).long()
-            pos = torch.arange(size).view(1, 1, size)
-            band = ((pos >= s.unsqueeze(-1)) & (pos < (s + w).unsqueeze(-1))).any(1)  # (B, size)
+            s, e = s.to(f.device).unsqueeze(-1), (s + w).to(f.device).unsqueeze(-1)  # (B, n, 1)
+            pos = torch.arange(size, device=f.device).view(1, 1, size)
+            band = ((pos >= s) & (pos < e)).any(1)  # (B, size)
             mask |= band.unsqueeze(3 - axis)  # broadcast over the other axis
-        return f.masked_fill(mask.to(f.device), 0.0)
+        return f.masked_fill(mask, 0.0)

@@ -170,8 +170,8 @@ def _bench_cuda(ckpt, dev: torch.device, clips: np.ndarray, min_s: float, log) -
 
     model = ckpt.build_model().to(dev)
     out: dict = {"gpu": torch.cuda.get_device_name(dev)}
-    for bs in (1024, 8192):
-        x = torch.from_numpy(np.resize(clips, (bs, clips.shape[1]))).to(dev)
+    for bs in (1024, 8192, 32768):
+        x = torch.from_numpy(np.resize(clips, (bs, clips.shape[1]))).to(dev)  # waveforms already on the GPU
         for amp in (False, True):
             log(f"cuda throughput batch {bs} autocast={amp} ...")
 
@@ -182,6 +182,15 @@ def _bench_cuda(ckpt, dev: torch.device, clips: np.ndarray, min_s: float, log) -
 
             t = timings(step, min_runs=10, min_s=min_s, warmup=3)
             out[f"clips_per_s_b{bs}{'_autocast' if amp else ''}"] = round(bs / float(np.median(t)), 1)
+    host = torch.from_numpy(np.resize(clips, (8192, clips.shape[1]))).pin_memory()  # from host memory
+    log("cuda throughput batch 8192 autocast=True, copy from pinned host memory included ...")
+
+    def from_host():
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
+            model(host.to(dev, non_blocking=True)).float().cpu()
+
+    t = timings(from_host, min_runs=10, min_s=min_s, warmup=3)
+    out["clips_per_s_b8192_autocast_from_host"] = round(8192 / float(np.median(t)), 1)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     scaler = torch.amp.GradScaler("cuda")
