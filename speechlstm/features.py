@@ -94,9 +94,7 @@ class MFCC(nn.Module):
         stft = mel_spec.spectrogram
         pad = stft.n_fft // 2
         if stft.center and stft.pad_mode == "reflect" and wave.shape[-1] > pad:
-            # torch.stft's centring, as a concat of mirrored ends: 5x faster than reflection_pad1d
-            wave = torch.cat([wave[:, 1 : pad + 1].flip(-1), wave, wave[:, -pad - 1 : -1].flip(-1)], dim=-1)
-            center = False
+            wave, center = reflect_pad(wave, pad), False
         else:
             center = stft.center
         spec = torch.stft(wave, n_fft=stft.n_fft, hop_length=stft.hop_length, win_length=stft.win_length,
@@ -104,6 +102,12 @@ class MFCC(nn.Module):
                           normalized=False, onesided=True, return_complex=True)  # (B, F, T)
         power = spec.real.square() + spec.imag.square()  # (B, F, T)
         return torch.matmul(mel_spec.mel_scale.fb.T, power)  # (B, n_mels, T)
+
+
+def reflect_pad(wave: torch.Tensor, pad: int) -> torch.Tensor:
+    """(B, S) -> (B, S + 2 pad): torch.stft's reflect centring (mirrored ends without the
+    edge sample), as one concat: 5x faster than reflection_pad1d in eager PyTorch."""
+    return torch.cat([wave[:, 1 : pad + 1].flip(-1), wave, wave[:, -pad - 1 : -1].flip(-1)], dim=-1)
 
 
 class MatmulMelSpectrum(nn.Module):
@@ -184,7 +188,7 @@ class MatmulMelSpectrum(nn.Module):
         B, S = wave.shape
         T = 1 + S // self.hop
         pad = self.n_fft // 2
-        x = F.pad(wave.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)  # (B, S + n_fft)
+        x = reflect_pad(wave, pad)  # (B, S + n_fft)
         hops = -(-(S + self.n_fft) // self.hop) + 1
         x = F.pad(x, (0, hops * self.hop - S - self.n_fft))
         x = x.view(B, hops, self.rows_per_hop, self.n2).permute(2, 0, 1, 3)  # (rows/hop, B, hops, N2)

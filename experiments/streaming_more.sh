@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Issue 13 with issue 12's findings: the streaming recipe (read-speech crops as _unknown_, talk50)
+# starting from the phonetically pretrained encoder, with the aligned corpus words as other words
+# of their own share (talk50_pre), and also their command words as extra positives (talk50_pos).
+# Three seeds each, two runs at a time; then calibrate with experiments/streaming_eval.sh.
+#   bash experiments/streaming_more.sh DATA_DIR TALK_DIR EXTRA_DIR ENCODER OUT_DIR
+# TALK_DIR: train-clean-5 (LibriSpeech layout); EXTRA_DIR: what experiments/corpora.sh wrote;
+# ENCODER: `speechlstm pretrain` output (experiments/learn_more.sh writes it).
+set -euo pipefail
+DATA=$1 TALK=$2 EXTRA=$3 ENC=$4 OUT=$5
+mkdir -p "$OUT"
+TALK50="--talk $TALK --set train.talk_ratio=0.5"
+EXTRA_SHARE="--extra-data $EXTRA/tc5 --extra-data $EXTRA/precise --extra-data $EXTRA/sc_toy --set train.extra_unknown_ratio=0.3"
+source "$(dirname "$0")/lib.sh"
+export OUT DATA
+{
+  for seed in 0 1 2; do echo "talk50_pre $seed $TALK50 $EXTRA_SHARE --init-from $ENC"; done
+  for seed in 0 1 2; do echo "talk50_pos $seed $TALK50 $EXTRA_SHARE --init-from $ENC --set train.synth_ratio=0.2"; done
+} | xargs -P 2 -L 1 bash -c 'run "$@"' _
