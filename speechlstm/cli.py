@@ -241,7 +241,8 @@ def _calibrate_stream(args: argparse.Namespace) -> int:
         raise DataError(f"{args.out}: calibration is written into a .pt checkpoint")
     streamer = _streamer(args)
     recs, speech = _recordings(args, streamer)
-    limits = Limits(args.max_wrong_pct, args.max_false_alarms_per_hour, args.max_delay_ms, args.false_alarm_weight)
+    limits = Limits(args.max_wrong_pct, args.max_false_alarms_per_hour, args.max_delay_ms, args.false_alarm_weight,
+                    args.max_correct_gap)
     cfg, scores = calibrate(recs, speech, streamer.recognizer.labels, streamer.config, limits,
                             progress=not args.quiet)
     before = evaluate(recs, speech, streamer.recognizer.labels, streamer.config)
@@ -465,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--false-alarm-weight", type=float, default=0.25,
                     help="when no setting meets the limits: how many missed commands in a hundred one false "
                          "alarm an hour costs")
+    cs.add_argument("--max-correct-gap", type=float, default=2.0,
+                    help="correct detections at most this many points below the model's one-clip accuracy on "
+                         "the same commands")
     cs.add_argument("--out", type=Path, required=True, help="checkpoint to write (the input's weights + the rule)")
     cs.set_defaults(func=_calibrate_stream)
 

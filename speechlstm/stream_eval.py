@@ -214,16 +214,20 @@ def sweep(recs: list[Recording], speech: list[Recording], labels: list[str], bas
 class Limits:
     """What calibration aims for: wrong detections (% of commands), false alarms per
     hour on command-free speech (without it: between the commands), median delay
-    from the end of a word to its report. Settings within all three are ranked by
-    correct detections. When none is, ``cost`` ranks them: missed% + 3 x wrong% +
-    ``false_alarm_weight`` x false alarms per hour + (delay over the limit) / 10 ms.
-    With the default weight, four false alarms an hour weigh as much as missing one
-    command in a hundred: a recognizer of spoken commands first has to hear them."""
+    from the end of a word to its report, and correct detections at most
+    ``max_correct_gap_pts`` below the model's one-clip accuracy on the same commands
+    (where the recordings carry it), so that silence is never bought with deafness.
+    Settings within all four are ranked by correct detections. When none is,
+    ``cost`` ranks them: missed% + 3 x wrong% + ``false_alarm_weight`` x false
+    alarms per hour + (delay over the limit) / 10 ms. With the default weight, four
+    false alarms an hour weigh as much as missing one command in a hundred: a
+    recognizer of spoken commands first has to hear them."""
 
     max_wrong_pct: float = 1.5
     max_false_alarms_per_hour: float = 1.5
     max_delay_ms: float = 400.0
     false_alarm_weight: float = 0.25
+    max_correct_gap_pts: float = 2.0
 
     @staticmethod
     def _fa(s: dict) -> float:
@@ -231,8 +235,10 @@ class Limits:
 
     def within(self, s: dict) -> bool:
         delay = s["median_delay_ms"] or 0.0
+        clip = s.get("clip_accuracy_pct")
         return (s["wrong_pct"] <= self.max_wrong_pct and self._fa(s) <= self.max_false_alarms_per_hour
-                and delay <= self.max_delay_ms)
+                and delay <= self.max_delay_ms
+                and (clip is None or s["correct_pct"] >= clip - self.max_correct_gap_pts))
 
     def cost(self, s: dict) -> float:
         delay = s["median_delay_ms"] or 0.0

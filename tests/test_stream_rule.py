@@ -109,6 +109,29 @@ def test_calibration_finds_per_command_thresholds_that_meet_the_limits():
     assert rows[0]["speech_false_alarms_per_hour"] > 0 and rows[1]["correct_pct"] == 50.0
 
 
+def test_calibration_does_not_buy_silence_with_deafness():
+    # every "no" is heard at 0.8, but read speech fires "no" at 0.85 once an hour: silence on the
+    # speech costs every "no"; half the commands missed is worse than one false alarm an hour
+    frames, truth = [], []
+    for i in range(20):
+        word = ("yes", "no")[i % 2]
+        truth.append(Event(word, len(frames) * 100.0, len(frames) * 100.0 + 800))
+        frames += [{}] * 5 + [{word: 0.8}] * 3 + [{}] * 22
+    talk = _recording([{}] * 20 + [{"no": 0.85}] + [{}] * 20, [])
+    talk.duration_ms = 3.6e6
+    recs = [_recording(frames, truth)]
+    base = StreamConfig(average_window_ms=0, lookahead_ms=0, threshold=0.7)
+    kw = dict(windows_ms=(0.0,), lookaheads_ms=(0.0,), peak_margins=(0.0,), progress=False)
+    limits = Limits(max_false_alarms_per_hour=0.5)
+    _, deaf = calibrate(recs, [talk], LABELS, base, limits, **kw)  # one-clip accuracy unknown: FA limit rules
+    assert deaf["correct_pct"] == 50.0 and deaf["speech_false_alarms_per_hour"] == 0.0
+    recs[0].clip_accuracy_pct = 100.0  # the model knows every word one clip at a time
+    cfg, scores = calibrate(recs, [talk], LABELS, base, limits, **kw)
+    assert scores["correct_pct"] == 100.0 and scores["speech_false_alarms_per_hour"] == 1.0
+    assert cfg.threshold_of("no") <= 0.8
+    assert not limits.within(scores) and limits.within({**scores, "speech_false_alarms_per_hour": 0.0})
+
+
 def test_delay_is_measured_from_the_end_of_the_word_to_the_report():
     from speechlstm.stream import Detection
 
