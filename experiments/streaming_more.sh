@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 13 with issue 12's findings: the streaming recipe (read-speech crops as _unknown_, talk50)
 # starting from the phonetically pretrained encoder, with the aligned corpus words as other words
-# of their own share (talk50_pre), and also their command words as extra positives (talk50_pos).
-# Three seeds each, two runs at a time; then calibrate with experiments/streaming_eval.sh.
+# of their own share (talk50_pre), and also their command words as extra positives (talk50_pos);
+# then talk50_pre learning also the mean posteriors of the three talk50_pre models (talk50_dist,
+# weight 0.5). Three seeds each, two runs at a time; then calibrate with experiments/streaming_eval.sh.
 #   bash experiments/streaming_more.sh DATA_DIR TALK_DIR EXTRA_DIR ENCODER OUT_DIR
 # TALK_DIR: train-clean-5 (LibriSpeech layout); EXTRA_DIR: what experiments/corpora.sh wrote;
 # ENCODER: `speechlstm pretrain` output (experiments/learn_more.sh writes it).
@@ -17,3 +18,7 @@ export OUT DATA
   for seed in 0 1 2; do echo "talk50_pre $seed $TALK50 $EXTRA_SHARE --init-from $ENC"; done
   for seed in 0 1 2; do echo "talk50_pos $seed $TALK50 $EXTRA_SHARE --init-from $ENC --set train.synth_ratio=0.2"; done
 } | xargs -P 2 -L 1 bash -c 'run "$@"' _
+TEACHERS="--teacher $OUT/talk50_pre-s0.pt --teacher $OUT/talk50_pre-s1.pt --teacher $OUT/talk50_pre-s2.pt"
+for seed in 0 1 2; do
+  echo "talk50_dist $seed $TALK50 $EXTRA_SHARE --init-from $ENC $TEACHERS --set train.distill_weight=0.5"
+done | xargs -P 2 -L 1 bash -c 'run "$@"' _
