@@ -3,7 +3,9 @@
 # starting from the phonetically pretrained encoder, with the aligned corpus words as other words
 # of their own share (talk50_pre), and also their command words as extra positives (talk50_pos);
 # then talk50_pre learning also the mean posteriors of the three talk50_pre models (talk50_dist,
-# weight 0.5). Three seeds each, two runs at a time; then calibrate with experiments/streaming_eval.sh.
+# weight 0.5); and talk50_pre with read-speech crops at three quarters of a batch (talk75_pre).
+# Three seeds each, two runs at a time; then calibrate with experiments/streaming_eval.sh and
+# tabulate with experiments/streaming_table.py.
 #   bash experiments/streaming_more.sh DATA_DIR TALK_DIR EXTRA_DIR ENCODER OUT_DIR
 # TALK_DIR: train-clean-5 (LibriSpeech layout); EXTRA_DIR: what experiments/corpora.sh wrote;
 # ENCODER: `speechlstm pretrain` output (experiments/learn_more.sh writes it).
@@ -21,4 +23,7 @@ export OUT DATA
 TEACHERS="--teacher $OUT/talk50_pre-s0.pt --teacher $OUT/talk50_pre-s1.pt --teacher $OUT/talk50_pre-s2.pt"
 for seed in 0 1 2; do
   echo "talk50_dist $seed $TALK50 $EXTRA_SHARE --init-from $ENC $TEACHERS --set train.distill_weight=0.5"
+done | xargs -P 2 -L 1 bash -c 'run "$@"' _
+for seed in 0 1 2; do
+  echo "talk75_pre $seed --talk $TALK --set train.talk_ratio=0.75 $EXTRA_SHARE --init-from $ENC"
 done | xargs -P 2 -L 1 bash -c 'run "$@"' _
