@@ -35,18 +35,16 @@ export OUT DATA
 run pool 0 $POOL
 wait
 {
-  for seed in 0 1 2; do echo "baseline $seed"; done
-  for seed in 0 1 2; do echo "pretrained $seed $EXTRA_SHARE --init-from $OUT/encoder.pt"; done
-  for seed in 0 1 2; do echo "extra $seed $EXTRA_SHARE"; done
-} | xargs -P 2 -L 1 bash -c 'run "$@"' _
-TEACHERS="--teacher $OUT/pretrained-s0.pt --teacher $OUT/pretrained-s1.pt --teacher $OUT/pretrained-s2.pt"
-for seed in 0 1 2; do
-  echo "distilled $seed $EXTRA_SHARE --init-from $OUT/encoder.pt $TEACHERS --set train.distill_weight=0.5"
-done | xargs -P 2 -L 1 bash -c 'run "$@"' _
+  seeds baseline
+  seeds pretrained $EXTRA_SHARE --init-from $OUT/encoder.pt
+  seeds extra $EXTRA_SHARE
+} | runs
+TEACHERS=$(teachers pretrained)
+seeds distilled $EXTRA_SHARE --init-from $OUT/encoder.pt $TEACHERS --set train.distill_weight=0.5 | runs
 {
-  for seed in 0 1 2; do echo "toy_real $seed $READ_SHARE --more-data $EXTRA/sc_toy --init-from $OUT/encoder.pt"; done
-  for seed in 0 1 2; do echo "hardneg $seed $EXTRA_SHARE --init-from $OUT/encoder.pt --set train.stream_cut_prob=0.2"; done
-  for seed in 0 1 2; do echo "positives $seed $EXTRA_SHARE --init-from $OUT/encoder.pt --set train.synth_ratio=0.2"; done
-  for seed in 0 1 2; do echo "share60 $seed $CLIPS --set train.extra_unknown_ratio=0.6 --init-from $OUT/encoder.pt"; done
-  for seed in 0 1 2; do echo "joined $seed $EXTRA_SHARE --init-from $OUT/encoder.pt --set train.join_prob=0.2"; done
-} | xargs -P 2 -L 1 bash -c 'run "$@"' _
+  seeds toy_real $READ_SHARE --more-data $EXTRA/sc_toy --init-from $OUT/encoder.pt
+  seeds hardneg $EXTRA_SHARE --init-from $OUT/encoder.pt --set train.stream_cut_prob=0.2
+  seeds positives $EXTRA_SHARE --init-from $OUT/encoder.pt --set train.synth_ratio=0.2
+  seeds share60 $CLIPS --set train.extra_unknown_ratio=0.6 --init-from $OUT/encoder.pt
+  seeds joined $EXTRA_SHARE --init-from $OUT/encoder.pt --set train.join_prob=0.2
+} | runs

@@ -21,4 +21,4 @@ export OUT DATA
     echo "talk50 $seed --talk $TALK --set train.talk_ratio=0.5"
     echo "talk50_place $seed --talk $TALK --set train.talk_ratio=0.5 $PLACE"
   done
-} | xargs -P 2 -L 1 bash -c 'run "$@"' _
+} | runs

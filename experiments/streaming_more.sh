@@ -17,13 +17,9 @@ EXTRA_SHARE="--extra-data $EXTRA/tc5 --extra-data $EXTRA/precise --extra-data $E
 source "$(dirname "$0")/lib.sh"
 export OUT DATA
 {
-  for seed in 0 1 2; do echo "talk50_pre $seed $TALK50 $EXTRA_SHARE --init-from $ENC"; done
-  for seed in 0 1 2; do echo "talk50_pos $seed $TALK50 $EXTRA_SHARE --init-from $ENC --set train.synth_ratio=0.2"; done
-} | xargs -P 2 -L 1 bash -c 'run "$@"' _
-TEACHERS="--teacher $OUT/talk50_pre-s0.pt --teacher $OUT/talk50_pre-s1.pt --teacher $OUT/talk50_pre-s2.pt"
-for seed in 0 1 2; do
-  echo "talk50_dist $seed $TALK50 $EXTRA_SHARE --init-from $ENC $TEACHERS --set train.distill_weight=0.5"
-done | xargs -P 2 -L 1 bash -c 'run "$@"' _
-for seed in 0 1 2; do
-  echo "talk75_pre $seed --talk $TALK --set train.talk_ratio=0.75 $EXTRA_SHARE --init-from $ENC"
-done | xargs -P 2 -L 1 bash -c 'run "$@"' _
+  seeds talk50_pre $TALK50 $EXTRA_SHARE --init-from $ENC
+  seeds talk50_pos $TALK50 $EXTRA_SHARE --init-from $ENC --set train.synth_ratio=0.2
+} | runs
+TEACHERS=$(teachers talk50_pre)
+seeds talk50_dist $TALK50 $EXTRA_SHARE --init-from $ENC $TEACHERS --set train.distill_weight=0.5 | runs
+seeds talk75_pre --talk $TALK --set train.talk_ratio=0.75 $EXTRA_SHARE --init-from $ENC | runs
