@@ -81,11 +81,12 @@ class MFCC(nn.Module):
     def _mfcc_ct(self, wave: torch.Tensor) -> torch.Tensor:
         """(B, S) -> (B, n_mfcc, T). Mel energies from torch.stft, or from the
         matrix-product FFT after ``use_graph_fft()``."""
+        dct = self.mfcc.dct_mat.T  # (n_mfcc, n_mels)
         if self.matmul_fft is not None:
-            mel = self.matmul_fft(wave).transpose(1, 2)  # (B, n_mels, T)
-        else:
-            mel = self._stft_mel(wave)
-        return torch.matmul(self.mfcc.dct_mat.T, torch.log(mel + _LOG_OFFSET))  # (B, n_mfcc, T)
+            mel = self.matmul_fft(wave)  # (n_mels, B, T)
+            x = torch.matmul(dct, torch.log(mel.flatten(1) + _LOG_OFFSET))  # (n_mfcc, B*T)
+            return x.view(-1, *mel.shape[1:]).transpose(0, 1)  # (B, n_mfcc, T)
+        return torch.matmul(dct, torch.log(self._stft_mel(wave) + _LOG_OFFSET))  # (B, n_mfcc, T)
 
     def _stft_mel(self, wave: torch.Tensor) -> torch.Tensor:
         """(B, S) -> mel energies (B, n_mels, T), |X|^2 from the real and imaginary
@@ -104,10 +105,13 @@ class MFCC(nn.Module):
         return torch.matmul(mel_spec.mel_scale.fb.T, power)  # (B, n_mels, T)
 
 
-def reflect_pad(wave: torch.Tensor, pad: int) -> torch.Tensor:
-    """(B, S) -> (B, S + 2 pad): torch.stft's reflect centring (mirrored ends without the
-    edge sample), as one concat: 5x faster than reflection_pad1d in eager PyTorch."""
-    return torch.cat([wave[:, 1 : pad + 1].flip(-1), wave, wave[:, -pad - 1 : -1].flip(-1)], dim=-1)
+def reflect_pad(wave: torch.Tensor, pad: int, right: int | None = None) -> torch.Tensor:
+    """(B, S) -> (B, pad + S + right): torch.stft's reflect centring (mirrored ends without
+    the edge sample; ``right`` defaults to ``pad``), as one concat: 5x faster than
+    reflection_pad1d in eager PyTorch."""
+    S = wave.shape[-1]
+    right = pad if right is None else right
+    return torch.cat([wave[:, 1 : pad + 1].flip(-1), wave, wave[:, S - 1 - right : S - 1].flip(-1)], dim=-1)
 
 
 class MatmulMelSpectrum(nn.Module):
@@ -115,15 +119,19 @@ class MatmulMelSpectrum(nn.Module):
     two-stage (Cooley-Tukey) FFT in matrix products, slices and one concat:
     operations every ONNX runtime runs fast, unlike its STFT kernel.
 
-    With n = N2*n1 + n2 and k = k1 + N1*k2 (n_fft = N1*N2, hop a multiple of N2):
-    stage A is an N1-point DFT over n1 for every n2 (one matrix product each for
-    the real and imaginary parts); stage B, for each k1, an N2-point DFT over n2
-    with the twiddles folded into its matrix. Real input: stage A forms only
-    k1 = j <= N1/2, and stage B turns each j into both k1 = j and k1 = N1 - j
-    (the conjugate), side by side in one matrix. The power spectrum meets the
-    mel filterbank (rows reordered to match) in a last product. Only the bins
-    that the filterbank uses are formed. Everything is built from the torchaudio
-    module's own window and filterbank: no second copy of a feature parameter.
+    With n = N2*n1 + n2 and k = k1 + N1*k2 (n_fft = N1*N2, hop a multiple of N2),
+    a frame is ``rows`` rows of N2 samples. Stage A, for every column n2, is an
+    N1-point DFT down the rows, the window folded into its matrix (one matrix per
+    column: a batched product over n2). Stage B, for each k1, is an N2-point DFT
+    along a row with the twiddles folded in. Real input: stage A forms only
+    k1 = j <= N1/2, and stage B turns each j into both k1 = j and k1 = N1 - j (the
+    conjugate), side by side in one matrix. The power spectrum meets the mel
+    filterbank (rows reordered to match) in a last product. Only the bins that the
+    filterbank uses are formed. Every tensor keeps frames (B*T) as its last, contiguous
+    axis, so that the graph's transposes move whole rows of frames, never single
+    floats (ONNX Runtime's Transpose is 15x slower when the innermost axis moves).
+    Everything is built from the torchaudio module's own window and filterbank:
+    no second copy of a feature parameter.
     """
 
     def __init__(self, mel_spec: torchaudio.transforms.MelSpectrogram):
@@ -147,11 +155,13 @@ class MatmulMelSpectrum(nn.Module):
         self.rows_per_hop = hop // n2
         rows = (window.view(n1, n2).abs().sum(1) > 0).nonzero().squeeze(1)
         self.r0, self.r1 = int(rows.min()), int(rows.max()) + 1  # rows of the frame under the window
-        h = n1 // 2 + 1  # stage A outputs j = 0 .. N1/2
+        self.h = h = n1 // 2 + 1  # stage A outputs j = 0 .. N1/2
         k2n = -(-k_end // n1)  # k2 = 0 .. K2-1 covers every bin the filterbank uses
 
         i1 = torch.arange(self.r0, self.r1, dtype=torch.float64)
         ang = 2 * math.pi * torch.arange(h, dtype=torch.float64)[:, None] * i1[None, :] / n1  # (h, rows)
+        stage_a = torch.cat([torch.cos(ang), -torch.sin(ang)])  # (2h, rows): [re j | im j]
+        win_rows = window.view(n1, n2)[self.r0 : self.r1]  # (rows, N2)
         i2 = torch.arange(n2, dtype=torch.float64)[:, None]
         k2 = torch.arange(k2n)
         # stage B for output k1 from input j (sign -1: the conjugate of j's output)
@@ -161,15 +171,17 @@ class MatmulMelSpectrum(nn.Module):
             # (zr + i sign zi)(c + i s): rows for zr, rows for zi; columns [re, im]
             return torch.cat([c, s], 1), torch.cat([-sign * s, sign * c], 1)
 
-        b_re, b_im, mel_rows = [], [], []
+        b_mats, mel_rows = [], []
         zeros = torch.zeros(n2, 2 * k2n, dtype=torch.float64)
         for j in range(h):
             pair = n1 - j if 0 < j < n1 - j else None  # the conjugate partner, if it is another bin
             re_lo, im_lo = stage_b(j, 1.0)
             re_hi, im_hi = stage_b(pair, -1.0) if pair is not None else (zeros, zeros)
-            # output columns: [real parts of k1 = j, of its partner | imaginary parts of both]
-            b_re.append(torch.cat([re_lo[:, :k2n], re_hi[:, :k2n], re_lo[:, k2n:], re_hi[:, k2n:]], 1))
-            b_im.append(torch.cat([im_lo[:, :k2n], im_hi[:, :k2n], im_lo[:, k2n:], im_hi[:, k2n:]], 1))
+            # rows: [re of j over n2 | im of j over n2]; columns: [real parts of k1 = j, of its
+            # partner | imaginary parts of both]
+            b_re = torch.cat([re_lo[:, :k2n], re_hi[:, :k2n], re_lo[:, k2n:], re_hi[:, k2n:]], 1)
+            b_im = torch.cat([im_lo[:, :k2n], im_hi[:, :k2n], im_lo[:, k2n:], im_hi[:, k2n:]], 1)
+            b_mats.append(torch.cat([b_re, b_im]).T)  # (4 K2, 2 N2)
             rows_fb = []
             for k1 in (j, pair):
                 part = torch.zeros(k2n, fb.shape[1], dtype=torch.float64)
@@ -178,28 +190,34 @@ class MatmulMelSpectrum(nn.Module):
                     part[bins < k_end] = fb[bins[bins < k_end]]
                 rows_fb.append(part)
             mel_rows.append(torch.cat(rows_fb, 0))  # (2 K2, n_mels)
-        for name, value in (("stage_a_re", torch.cos(ang)), ("stage_a_im", -torch.sin(ang)),
-                            ("window", window.view(n1, n2)[self.r0 : self.r1, None, None, :]),
-                            ("stage_b_re", torch.stack(b_re)), ("stage_b_im", torch.stack(b_im)),
-                            ("fb", torch.stack(mel_rows))):
-            self.register_buffer(name, value.float(), persistent=False)
+        for name, value in (("stage_a", stage_a[None] * win_rows.T[:, None, :]),  # (N2, 2h, rows)
+                            ("stage_b", torch.stack(b_mats)),  # (h, 4 K2, 2 N2)
+                            ("fb", torch.cat(mel_rows).T)):  # (n_mels, h * 2 K2)
+            self.register_buffer(name, value.float().contiguous(), persistent=False)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """(B, S) -> mel energies (n_mels, B, T)."""
         B, S = wave.shape
         T = 1 + S // self.hop
+        n2, rph, h = self.n2, self.rows_per_hop, self.h
+        reach = -(-self.r1 // rph)  # hops a frame spans
+        hops = T + reach - 1
         pad = self.n_fft // 2
-        x = reflect_pad(wave, pad)  # (B, S + n_fft)
-        hops = -(-(S + self.n_fft) // self.hop) + 1
-        x = F.pad(x, (0, hops * self.hop - S - self.n_fft))
-        x = x.view(B, hops, self.rows_per_hop, self.n2).permute(2, 0, 1, 3)  # (rows/hop, B, hops, N2)
-        # frame t, row n1 = rows_per_hop * j + i  is  x[i, :, t + j]: slices and one concat, no gather
-        reach = -(-self.r1 // self.rows_per_hop)
-        frames = torch.cat([x[:, :, j : j + T] for j in range(reach)], 0)[self.r0 : self.r1]  # (rows, B, T, N2)
-        frames = (frames * self.window).reshape(self.r1 - self.r0, -1)  # (rows, B*T*N2)
-        h = self.stage_a_re.shape[0]
-        y_re = torch.matmul(self.stage_a_re, frames).view(h, B * T, self.n2)  # (h, BT, N2)
-        y_im = torch.matmul(self.stage_a_im, frames).view(h, B * T, self.n2)
-        z = torch.matmul(y_re, self.stage_b_re) + torch.matmul(y_im, self.stage_b_im)  # (h, BT, [re | im] 2 K2)
-        re, im = z.chunk(2, dim=-1)
-        power = (re * re + im * im).transpose(0, 1).reshape(B * T, -1)  # (BT, h * 2 K2): one long product
-        return torch.matmul(power, self.fb.reshape(power.shape[1], -1)).view(B, T, -1)  # (B, T, n_mels)
+        right = hops * self.hop - pad - S  # samples the last hop needs past the end
+        x = reflect_pad(wave, pad, min(max(right, 0), pad))
+        if right > pad:  # rows past the window's last: read, never used
+            x = F.pad(x, (0, right - pad))
+        elif right < 0:
+            x = x[:, : hops * self.hop]
+        x = x.view(B, hops, self.hop).permute(2, 0, 1)  # (hop, B, hops)
+        x = x.reshape(rph, n2, B, hops).transpose(0, 1)  # (N2, rows/hop, B, hops)
+        # frame t, row n1 = rph * j + i  is  x[:, i, :, t + j]: slices and one concat, no gather
+        parts = [x[:, max(self.r0 - j * rph, 0) : min(self.r1 - j * rph, rph), :, j : j + T]
+                 for j in range(reach) if self.r0 - j * rph < rph and self.r1 - j * rph > 0]
+        frames = torch.cat(parts, 1).reshape(n2, self.r1 - self.r0, B * T)  # (N2, rows, BT)
+        y = torch.matmul(self.stage_a, frames)  # (N2, [re | im] 2h, BT)
+        y = y.view(n2, 2, h, B * T).permute(2, 1, 0, 3).reshape(h, 2 * n2, B * T)  # (h, [re | im] N2, BT)
+        z = torch.matmul(self.stage_b, y)  # (h, [re | im] 2 K2, BT)
+        z = z * z
+        power = z.view(h, 2, -1, B * T).sum(1).reshape(-1, B * T)  # (h * 2 K2, BT): re^2 + im^2
+        return torch.matmul(self.fb, power).view(-1, B, T)  # (n_mels, B, T)
