@@ -6,8 +6,9 @@ each path a user or program takes:
 - ``ui``: what the Clip tab's Recognize button runs: ``/classify`` (labels),
   then the waveform/MFCC figure.
 
-The users speak Gradio's HTTP API (upload, call, event stream: what the README's
-curl example does) or, with ``--client gradio_client``, the Python client.
+The users speak Gradio's HTTP API (upload, then one POST for the unqueued
+``/predict``, as the README's curl example does; call and event stream for the
+queued Clip tab) or, with ``--client gradio_client``, the Python client.
 Reports requests/s, latency percentiles, the server's CPU time per request (its
 process's user + system time, so the clients' own work is not counted), the
 handler's own time (``server_ms`` of /predict) and the server's resident memory.
@@ -69,7 +70,8 @@ def start_server(port: int, checkpoint: str | None) -> subprocess.Popen:
 
 class HttpUser:
     """One user speaking Gradio's documented HTTP API (as the README's curl example
-    does) over one keep-alive connection: upload, call, read the event stream."""
+    does) over one keep-alive connection: upload, then call (one POST for the unqueued
+    /predict; call and read the event stream for queued endpoints)."""
 
     def __init__(self, url: str):
         import httpx
@@ -81,6 +83,8 @@ class HttpUser:
             uploaded = self.http.post("/upload", files={"files": (clip.name, f, "audio/wav")}).json()[0]
         data = [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}, *args]
         name = api_name.strip("/")
+        if name == "predict":  # not queued: one POST answers
+            return self.http.post(f"/run/{name}", json={"data": data}).json()["data"][0]
         event = self.http.post(f"/call/{name}", json={"data": data}).json()["event_id"]
         kind = None
         with self.http.stream("GET", f"/call/{name}/{event}") as stream:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from .stream import StreamingRecognizer  # noqa: E402
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 MAX_UPLOAD = "20mb"
 MAX_SECONDS = 120.0
-# Requests on the model at once. On 2 cores the other core serves HTTP: 2 here gave no more
+# The Clip tab's queue slots. The model itself runs one request at a time (a lock shared with
+# the unqueued /predict): on 2 cores the other core serves HTTP; 2 at once gave no more
 # throughput and doubled the handler's time (benchmarks/app_load.py).
 MODEL_CONCURRENCY = 1
 _FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # no web fonts: nothing fetched from a CDN
@@ -52,6 +54,7 @@ def model_card(rec: Recognizer) -> str:
 def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS, live_rec: Recognizer | None = None) -> gr.Blocks:
     """``rec`` answers clips; ``live_rec`` (default: ``rec``) the Live tab's stream."""
     live_rec = live_rec or rec
+    model_lock = threading.Lock()
 
     from .plots import clip_figure
 
@@ -72,9 +75,10 @@ def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS, live_rec: Reco
 
     def recognize(path: str | None, top_k: int) -> tuple[Prediction, float]:
         """Read and recognize one upload -> (prediction, milliseconds it took)."""
-        t0 = time.perf_counter()
-        pred = rec.predict(read(path), rec.sample_rate, top_k=max(1, min(int(top_k), len(rec.labels))))
-        return pred, 1000 * (time.perf_counter() - t0)
+        with model_lock:  # one request at a time (the queue does this for the Clip tab, not for /predict)
+            t0 = time.perf_counter()  # the wait for the lock is not the request's work
+            pred = rec.predict(read(path), rec.sample_rate, top_k=max(1, min(int(top_k), len(rec.labels))))
+            return pred, 1000 * (time.perf_counter() - t0)
 
     def predict(audio: FileData, top_k: int = 5) -> dict:
         """Recognize one clip (any format, rate or channel count, up to the length limit):
@@ -141,7 +145,7 @@ def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS, live_rec: Reco
                         ).then(figure, inputs=[audio, decided], outputs=plot, api_name="figure" if name else False,
                                api_visibility="undocumented", concurrency_id="figure", concurrency_limit=1,
                                show_progress="minimal")
-        gr.api(predict, api_name="predict", concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY)
+        gr.api(predict, api_name="predict", queue=False)
         with gr.Tab("Live"):
             gr.Markdown("Press record and speak commands; detections appear as they fire.")
             with gr.Row():
