@@ -3,7 +3,8 @@
 # starting from the phonetically pretrained encoder, with the aligned corpus words as other words
 # of their own share (talk50_pre), and also their command words as extra positives (talk50_pos);
 # then talk50_pre learning also the mean posteriors of the three talk50_pre models (talk50_dist,
-# weight 0.5); and talk50_pre with read-speech crops at three quarters of a batch (talk75_pre).
+# weight 0.5); talk50_pre with read-speech crops at three quarters of a batch (talk75_pre); and
+# talk75_pre distilled from the same three teachers (talk75_dist).
 # Three seeds each, two runs at a time; then calibrate with experiments/streaming_eval.sh and
 # tabulate with experiments/streaming_table.py.
 #   bash experiments/streaming_more.sh DATA_DIR TALK_DIR EXTRA_DIR ENCODER OUT_DIR
@@ -23,3 +24,5 @@ export OUT DATA
 TEACHERS=$(teachers talk50_pre)
 seeds talk50_dist $TALK50 $EXTRA_SHARE --init-from $ENC $TEACHERS --set train.distill_weight=0.5 | runs
 seeds talk75_pre --talk $TALK --set train.talk_ratio=0.75 $EXTRA_SHARE --init-from $ENC | runs
+seeds talk75_dist --talk $TALK --set train.talk_ratio=0.75 $EXTRA_SHARE --init-from $ENC $TEACHERS \
+  --set train.distill_weight=0.5 | runs
