@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import DataError, SpeechLSTMError
+from .errors import ConfigError, DataError, SpeechLSTMError
 
 
 def _config_sections(args: argparse.Namespace, flags: dict[str, tuple[str, ...]]) -> dict[str, dict]:
@@ -293,10 +293,13 @@ def _live(args: argparse.Namespace) -> int:
         return _streamer(args, input_rate=rate)
 
     if args.input:
+        if args.save:
+            raise ConfigError("--save records a device; with --input the recording already exists")
         stats = live.run_file(make_streamer, args.input, args.json, realtime=args.realtime)
     else:
         print("listening; Ctrl-C stops", file=sys.stderr, flush=True)
-        stats = live.run_microphone(make_streamer, args.device, args.json, duration_s=args.duration_s)
+        stats = live.run_microphone(make_streamer, args.device, args.json, duration_s=args.duration_s,
+                                    save=args.save)
     share = 100 * stats.cpu_seconds / max(stats.seconds, 1e-9)
     print(f"{stats.seconds:.1f} s of audio, {stats.detections} detections, {stats.model_runs} model runs, "
           f"{stats.gated_hops} gated hops, {stats.overflows} input overflows, {stats.dropped_blocks} dropped "
@@ -489,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--input", help="run the same loop on a recording instead of a device")
     lv.add_argument("--realtime", action="store_true", help="with --input: pace it like a live stream")
     lv.add_argument("--duration-s", type=float, help="stop listening after this many seconds")
+    lv.add_argument("--save", metavar="FILE", help="also record what the device hears (WAV/FLAC, float); "
+                    "--input FILE replays it with the same detections")
     lv.set_defaults(func=_live)
 
     d = sub.add_parser("download", help="download and extract the Speech Commands dataset")

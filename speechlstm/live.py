@@ -80,10 +80,24 @@ def _printer(as_json: bool, out: TextIO) -> Callable[[Detection], None]:
 
 
 def _consume(streamer: StreamingRecognizer, blocks: "queue.Queue[np.ndarray | None]",
-             emit: Callable[[Detection], None], stats: LoopStats) -> None:
-    """Worker thread: push queued blocks through the recognizer until None arrives."""
+             emit: Callable[[Detection], None], stats: LoopStats, sink=None) -> None:
+    """Worker thread: push queued blocks through the recognizer (and into ``sink``,
+    a soundfile opened for writing) until None arrives."""
     while (block := blocks.get()) is not None:
+        if sink is not None:
+            sink.write(block)
         _feed(streamer, block, emit, stats)
+
+
+def _open_sink(path: str, rate: int):
+    """A float32 audio file to record the session into: replaying it with
+    ``run_file`` gives the same detections (the stream is a function of its samples)."""
+    import soundfile as sf
+
+    try:
+        return sf.SoundFile(path, "w", samplerate=rate, channels=1, subtype="FLOAT")
+    except (RuntimeError, TypeError, ValueError, OSError) as e:  # libsndfile: unknown format, unwritable path
+        raise SpeechLSTMError(f"cannot record to {path}: {e} (use .wav or .flac)") from None
 
 
 def _one_thread() -> None:
@@ -96,8 +110,9 @@ def _one_thread() -> None:
 
 def run_microphone(make_streamer: Callable[[int], StreamingRecognizer], device: str | None = None,
                    as_json: bool = False, out: TextIO = sys.stdout, duration_s: float | None = None,
-                   block_ms: float = 100.0) -> LoopStats:
-    """Listen on ``device`` at its native rate until Ctrl-C (or ``duration_s``)."""
+                   block_ms: float = 100.0, save: str | None = None) -> LoopStats:
+    """Listen on ``device`` at its native rate until Ctrl-C (or ``duration_s``);
+    ``save``: also record what it hears to that file (WAV/FLAC, float, the device's rate)."""
     sd = _sounddevice()
     try:
         info = sd.query_devices(_device(device), "input")
@@ -117,8 +132,6 @@ def run_microphone(make_streamer: Callable[[int], StreamingRecognizer], device: 
         except queue.Full:
             stats.dropped_blocks += 1
 
-    worker = threading.Thread(target=_consume, args=(streamer, blocks, _printer(as_json, out), stats),
-                              daemon=True)
     cpu0 = time.process_time()
     try:
         stream = sd.InputStream(samplerate=rate, channels=1, dtype="float32", device=_device(device),
@@ -126,6 +139,9 @@ def run_microphone(make_streamer: Callable[[int], StreamingRecognizer], device: 
     except (ValueError, sd.PortAudioError) as e:
         raise DeviceError(f"cannot open input device {device!r} (missing or busy?): {e}\n"
                           f"available devices:\n{list_devices()}") from None
+    sink = _open_sink(save, rate) if save else None
+    worker = threading.Thread(target=_consume, args=(streamer, blocks, _printer(as_json, out), stats, sink),
+                              daemon=True)
     worker.start()
     started = time.monotonic()
     try:
@@ -137,6 +153,8 @@ def run_microphone(make_streamer: Callable[[int], StreamingRecognizer], device: 
     finally:
         blocks.put(None)  # the stream is closed: the worker drains what is queued, then stops
         worker.join(timeout=5)
+        if sink is not None:
+            sink.close()
     return _finish(stats, streamer, cpu0)
 
 
