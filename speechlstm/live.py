@@ -133,13 +133,15 @@ def run_microphone(make_streamer: Callable[[int], StreamingRecognizer], device: 
             stats.dropped_blocks += 1
 
     cpu0 = time.process_time()
+    sink = _open_sink(save, rate) if save else None
     try:
         stream = sd.InputStream(samplerate=rate, channels=1, dtype="float32", device=_device(device),
                                 blocksize=int(rate * block_ms / 1000), callback=callback)
     except (ValueError, sd.PortAudioError) as e:
+        if sink is not None:
+            sink.close()
         raise DeviceError(f"cannot open input device {device!r} (missing or busy?): {e}\n"
                           f"available devices:\n{list_devices()}") from None
-    sink = _open_sink(save, rate) if save else None
     worker = threading.Thread(target=_consume, args=(streamer, blocks, _printer(as_json, out), stats, sink),
                               daemon=True)
     worker.start()
