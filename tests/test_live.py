@@ -56,7 +56,6 @@ def _has_portaudio() -> bool:
     return True
 
 
-@pytest.mark.skipif(not _has_portaudio(), reason="PortAudio (libportaudio2) is not installed")
 def test_save_needs_a_device(tmp_path):
     path = _recording(tmp_path)
     done = subprocess.run([sys.executable, "-m", "speechlstm", "live", "--input", str(path), "--save",
@@ -65,6 +64,7 @@ def test_save_needs_a_device(tmp_path):
     assert not (tmp_path / "x.wav").exists()
 
 
+@pytest.mark.skipif(not _has_portaudio(), reason="PortAudio (libportaudio2) is not installed")
 def test_missing_device_is_a_clear_error():
     done = subprocess.run([sys.executable, "-m", "speechlstm", "live", "--device", "no-such-mic-42",
                            "--duration-s", "1"], capture_output=True, text=True, timeout=60)
