@@ -152,8 +152,13 @@ def _make_stream(args: argparse.Namespace) -> int:
 
 def _stream_overrides(args: argparse.Namespace) -> dict:
     """The rule's fields given on the command line (the rest come from the checkpoint)."""
-    names = ("threshold", "hop_ms", "suppression_ms", "average_window_ms", "lookahead_ms")
-    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    names = ("threshold", "hop_ms", "suppression_ms", "average_window_ms", "lookahead_ms", "max_word_ms")
+    out = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    if args.no_isolation:
+        if args.max_word_ms is not None:
+            raise ConfigError("give --max-word-ms or --no-isolation, not both")
+        out["max_word_ms"] = None
+    return out
 
 
 def _streamer(args: argparse.Namespace, input_rate: int | None = None):
@@ -281,6 +286,11 @@ def _add_stream_options(p: argparse.ArgumentParser, device_flag: str = "--device
     p.add_argument("--average-window-ms", type=float, help="posterior smoothing window")
     p.add_argument("--lookahead-ms", type=float,
                    help="wait this long for a higher peak before reporting (0: fire at the first crossing)")
+    p.add_argument("--max-word-ms", type=float,
+                   help="report a command only when voice activity shows it said on its own: a speech "
+                        "segment at most this long (default: the checkpoint's; shipped: 1200)")
+    p.add_argument("--no-isolation", action="store_true",
+                   help="report commands inside running speech too (no voice-activity check)")
     p.add_argument(device_flag, dest="model_device", default="cpu", help="torch device for the model")
 def _live(args: argparse.Namespace) -> int:
     from . import live

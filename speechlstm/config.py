@@ -228,6 +228,13 @@ class StreamConfig:
     higher one (its peak). No second detection within ``suppression_ms`` of a peak.
     ``lookahead_ms = 0`` fires at the first hop over the threshold. Hops quieter
     than ``gate_db`` (dBFS RMS of the window) skip the model and count as silence.
+
+    With ``max_word_ms`` set, a detection must also be a word said on its own
+    (``vad.SpeechSegments.verdict``): silero-vad's speech segment that fills most of
+    its window is at most ``max_word_ms`` long, and no speech that overlaps the window
+    is still running ``vad_wait_ms`` after it. Segments open at speech probability
+    ``vad_threshold`` and close after ``vad_silence_ms`` under it. The detection is
+    reported once that is known (the segment has closed). ``None``: no such check.
     """
 
     hop_ms: float = 100.0
@@ -238,11 +245,19 @@ class StreamConfig:
     peak_margin: float = 0.02
     suppression_ms: float = 1000.0
     gate_db: float | None = -55.0
+    max_word_ms: float | None = None
+    vad_threshold: float = 0.5
+    vad_silence_ms: float = 100.0
+    vad_wait_ms: float = 800.0
 
     def __post_init__(self) -> None:
         if self.hop_ms <= 0 or min(self.average_window_ms, self.suppression_ms, self.lookahead_ms,
                                    self.peak_margin) < 0:
             raise ConfigError("need hop_ms > 0 and average_window_ms, lookahead_ms, peak_margin, suppression_ms >= 0")
+        if (self.max_word_ms is not None and self.max_word_ms <= 0) or not 0 < self.vad_threshold < 1 \
+                or min(self.vad_silence_ms, self.vad_wait_ms) < 0:
+            raise ConfigError("need max_word_ms > 0 (or None), 0 < vad_threshold < 1, "
+                              "vad_silence_ms and vad_wait_ms >= 0")
         for name, t in {"threshold": self.threshold, **self.thresholds}.items():
             if not 0 < t <= 1:
                 raise ConfigError(f"threshold for {name} must be in (0, 1], got {t}")

@@ -9,8 +9,10 @@ clears its own threshold becomes a candidate, and the best candidate fires
 ``lookahead_ms`` after its peak, once no higher score followed, so a word
 fires once, at the hop where the window holds it best, not at the first
 partial view that happens to cross a threshold. Hops whose window is quieter
-than ``gate_db`` skip the model and count as silence. Everything is a
-function of the sample stream alone, so results do not depend on chunk sizes.
+than ``gate_db`` skip the model and count as silence. With ``max_word_ms`` set, a
+detection is held until voice activity (``vad``) tells whether its word was
+said on its own, and dropped when it was inside running speech. Everything is
+a function of the sample stream alone, so results do not depend on chunk sizes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .audio import to_float32, to_mono
 from .config import StreamConfig
 from .data import SILENCE, UNKNOWN
 from .infer import Recognizer
+from .vad import SpeechSegments, VoiceActivity
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class PeakPicker:
         self._history: deque[tuple[float, np.ndarray]] = deque()
         self._pending: tuple[int, float, float] | None = None  # (label, score, time_ms) of the best so far
         self._last_peak_ms = -np.inf
+        self._disarmed: set[int] = set()  # fired, and not yet back under their threshold
         self.last_probs: np.ndarray | None = None  # smoothed posteriors after the latest hop
 
     def step(self, now_ms: float, probs: np.ndarray) -> Detection | None:
@@ -72,9 +76,12 @@ class PeakPicker:
         """The rule on already smoothed posteriors (what ``step`` does after averaging)."""
         cfg = self.config
         self.last_probs = avg
+        # a command that fired re-arms once its score falls under its threshold: a word
+        # that holds the window longer than suppression_ms still fires once
+        self._disarmed = {i for i in self._disarmed if avg[i] >= self.thresholds[i]}
         best = int(np.argmax(avg))
         score = float(avg[best])
-        if (best not in self.fillers and score >= self.thresholds[best]
+        if (best not in self.fillers and best not in self._disarmed and score >= self.thresholds[best]
                 and now_ms - self._last_peak_ms >= cfg.suppression_ms
                 and (self._pending is None or score > self._pending[1] + cfg.peak_margin + 1e-6)):
             self._pending = (best, score, now_ms)
@@ -84,8 +91,8 @@ class PeakPicker:
 
     @property
     def waiting(self) -> bool:
-        """A candidate is waiting out its look-ahead."""
-        return self._pending is not None
+        """A candidate is waiting out its look-ahead, or a command waits to re-arm."""
+        return self._pending is not None or bool(self._disarmed)
 
     def flush(self, now_ms: float) -> Detection | None:
         """The end of the stream: report a candidate still waiting for its look-ahead."""
@@ -94,7 +101,30 @@ class PeakPicker:
     def _fire(self, now_ms: float) -> Detection:
         label, score, peak_ms = self._pending
         self._pending, self._last_peak_ms = None, peak_ms
+        self._disarmed.add(label)
         return Detection(self.labels[label], score, peak_ms, max(0.0, peak_ms - self.clip_ms), now_ms)
+
+
+def speech_segments(config: StreamConfig, frame_ms: float) -> SpeechSegments:
+    return SpeechSegments(config.vad_threshold, config.vad_silence_ms, frame_ms)
+
+
+def isolation_verdict(segments: SpeechSegments, det: Detection, config: StreamConfig) -> Detection | bool | None:
+    """``det`` as reported once its word is known to be said on its own (reported when
+    that became known), False when it was not, None while the frames cannot tell."""
+    v = segments.verdict(det.start_ms, det.time_ms, config.max_word_ms, config.vad_wait_ms)
+    if v is None or not v[0]:
+        return None if v is None else False
+    return dataclasses.replace(det, fired_ms=max(det.fired_ms, v[1]))
+
+
+def gate_detections(detections: list[Detection], segments: SpeechSegments,
+                    config: StreamConfig) -> list[Detection]:
+    """The isolation check on a recorded run (``segments``: its finished speech
+    segments): what ``StreamingRecognizer`` reports live."""
+    if config.max_word_ms is None:
+        return detections
+    return [d for d in (isolation_verdict(segments, det, config) for det in detections) if d]
 
 
 class StreamingRecognizer:
@@ -116,6 +146,7 @@ class StreamingRecognizer:
         self._silence = labels.index(SILENCE) if SILENCE in labels else None
         self.picker = PeakPicker(labels, self.config, 1000.0 * recognizer.clip_samples / self.sample_rate)
         self.trace: list[tuple[float, np.ndarray]] | None = None  # set to [] to record every hop's posteriors
+        self.vad: VoiceActivity | None = None  # runs when the rule checks isolation, or while recording
         self.reset()
 
     @classmethod
@@ -130,9 +161,16 @@ class StreamingRecognizer:
         self._samples = 0  # samples pushed since reset (at the model rate)
         self._to_hop = self.hop_samples
         self.picker.reset()
-        self.model_runs = self.gated_hops = 0
+        self.model_runs = self.gated_hops = self.not_isolated = 0
         if self.trace is not None:
             self.trace = []
+        self.vad_trace: list[np.ndarray] = []  # speech probabilities per VAD frame, while recording
+        if self.vad is None and (self.config.max_word_ms is not None or self.trace is not None):
+            self.vad = VoiceActivity(self.sample_rate)
+        if self.vad is not None:
+            self.vad.reset()
+            self.segments = speech_segments(self.config, self.vad.frame_ms)
+        self._held: deque[Detection] = deque()  # fired, waiting for the isolation verdict
         self._resampler = None
         if self.input_rate != self.sample_rate:
             import soxr
@@ -159,16 +197,42 @@ class StreamingRecognizer:
         while len(x):
             take = min(len(x), self._to_hop)
             self._append(x[:take])
+            if self.vad is not None:
+                probs = self.vad.push(x[:take])
+                self.segments.push(probs)
+                if self.trace is not None:
+                    self.vad_trace.append(probs)
             x, self._to_hop = x[take:], self._to_hop - take
             if self._to_hop == 0:
                 self._to_hop = self.hop_samples
                 det = self.picker.step(self.time_ms, self._posteriors())
                 if det is not None:
-                    out.append(det)
+                    self._held.append(det)
+            out += self._release()
         if last:
             det = self.picker.flush(self.time_ms)
             if det is not None:
-                out.append(det)
+                self._held.append(det)
+            if self.vad is not None:
+                self.segments.finish()
+            out += self._release()
+        return out
+
+    def _release(self) -> list[Detection]:
+        """Held detections whose verdict is in, in order (all of them without the check)."""
+        if self.config.max_word_ms is None:
+            out, self._held = list(self._held), deque()
+            return out
+        out = []
+        while self._held:
+            v = isolation_verdict(self.segments, self._held[0], self.config)
+            if v is None:
+                break
+            self._held.popleft()
+            if v:
+                out.append(v)
+            else:
+                self.not_isolated += 1
         return out
 
     def _append(self, x: np.ndarray) -> None:

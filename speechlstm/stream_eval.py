@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from .config import StreamConfig
 from .data import COMMANDS10, UNKNOWN
-from .stream import Detection, PeakPicker, StreamingRecognizer
+from .stream import Detection, PeakPicker, StreamingRecognizer, gate_detections, speech_segments
+from .vad import SpeechSegments
 from .stream_make import Event
 
 SWEEP_THRESHOLDS = tuple(round(0.30 + 0.05 * i, 2) for i in range(14))  # 0.30 ... 0.95
-CALIBRATION_THRESHOLDS = tuple(t for t in SWEEP_THRESHOLDS if t >= 0.5)  # lower ones fire on partial words
+CALIBRATION_THRESHOLDS = tuple(t for t in SWEEP_THRESHOLDS if t >= 0.4)  # lower ones fire on partial words
 
 
 @dataclass
@@ -36,6 +37,21 @@ class Recording:
     hop_ms: float
     clip_ms: float
     clip_accuracy_pct: float | None = None  # the model on each spoken command's second alone
+    vad_probs: np.ndarray | None = None  # (F,) speech probability per voice-activity frame
+    vad_frame_ms: float = 32.0
+    _segments: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def segments(self, config: StreamConfig) -> SpeechSegments:
+        """Its speech segments under ``config``'s voice-activity settings (cached)."""
+        if self.vad_probs is None:
+            raise ValueError("this recording has no voice-activity probabilities: record it again")
+        key = (config.vad_threshold, config.vad_silence_ms)
+        if key not in self._segments:
+            seg = speech_segments(config, self.vad_frame_ms)
+            seg.push(self.vad_probs)
+            seg.finish()
+            self._segments[key] = seg
+        return self._segments[key]
 
     @property
     def commands(self) -> int:
@@ -60,9 +76,10 @@ def record(streamer: StreamingRecognizer, audio: np.ndarray, truth: list[Event],
     detections = run_stream(streamer, audio, progress=progress)
     times = np.array([t for t, _ in streamer.trace], dtype=np.float64)
     probs = np.stack([p for _, p in streamer.trace]) if streamer.trace else np.zeros((0, len(streamer.picker.labels)))
+    vad = np.concatenate(streamer.vad_trace) if streamer.vad_trace else np.zeros(0, np.float32)
     rec = Recording(times, probs.astype(np.float32), truth, 1000.0 * len(audio) / streamer.sample_rate,
                     streamer.config.hop_ms, streamer.picker.clip_ms,
-                    clip_accuracy(streamer.recognizer, audio, truth))
+                    clip_accuracy(streamer.recognizer, audio, truth), vad, streamer.vad.frame_ms)
     streamer.trace = None
     return rec, detections
 
@@ -86,7 +103,8 @@ def replay(rec: Recording, labels: list[str], config: StreamConfig) -> list[Dete
             if det is not None:
                 out.append(det)
     det = picker.flush(rec.duration_ms)
-    return out + ([det] if det is not None else [])
+    out += [det] if det is not None else []
+    return out if config.max_word_ms is None else gate_detections(out, rec.segments(config), config)
 
 
 def score_stream(detections: list[Detection], truth: list[Event], duration_ms: float,
@@ -259,18 +277,25 @@ def calibrate(recs: list[Recording], speech: list[Recording], labels: list[str],
               limits: Limits = Limits(), *, windows_ms: tuple[float, ...] = (0.0, 200.0, 300.0, 500.0),
               lookaheads_ms: tuple[float, ...] = (0.0, 100.0, 200.0, 300.0),
               peak_margins: tuple[float, ...] = (0.0, 0.05),
+              max_words_ms: tuple[float | None, ...] = (None, 1000.0, 1200.0, 1500.0),
               thresholds: tuple[float, ...] = CALIBRATION_THRESHOLDS, max_spread: float = 0.15, passes: int = 2,
               progress: bool = True) -> tuple[StreamConfig, dict]:
-    """Choose the averaging window, look-ahead, peak margin and a global threshold,
-    then each command's own threshold (at most ``max_spread`` from the global one: a
+    """Choose the averaging window, look-ahead, peak margin, the isolation check
+    (``max_word_ms``; tried only when every recording has voice activity) and a
+    global threshold, then each command's own threshold (at most ``max_spread`` from the global one: a
     validation stream holds a few dozen of each command, too few to trust more), on
     validation recordings: the most correct detections within ``limits``; where
     nothing is within them, the lowest ``limits.cost``. Returns (config, its scores)."""
     best_cfg, best = None, None
-    grid = [(w, la, m, t) for w in windows_ms for la in lookaheads_ms for m in peak_margins for t in thresholds]
-    for w, la, m, t in tqdm(grid, desc="calibrating the rule", unit="setting", disable=not progress):
-        cfg = dataclasses.replace(base, average_window_ms=w, lookahead_ms=la, peak_margin=m, threshold=t,
-                                  thresholds={})
+    if any(r.vad_probs is None for r in [*recs, *speech]):
+        max_words_ms = (base.max_word_ms,) if base.max_word_ms is None else ()
+        if not max_words_ms:
+            raise ValueError("the rule checks isolation, but a recording has no voice activity")
+    grid = [(w, la, m, mw, t) for w in windows_ms for la in lookaheads_ms for m in peak_margins
+            for mw in max_words_ms for t in thresholds]
+    for w, la, m, mw, t in tqdm(grid, desc="calibrating the rule", unit="setting", disable=not progress):
+        cfg = dataclasses.replace(base, average_window_ms=w, lookahead_ms=la, peak_margin=m, max_word_ms=mw,
+                                  threshold=t, thresholds={})
         s = evaluate(recs, speech, labels, cfg)
         if limits.better(s, best):
             best_cfg, best = cfg, s

@@ -67,6 +67,17 @@ def test_per_command_thresholds_and_suppression():
     assert [d.time_ms for d in _run(PeakPicker(LABELS, cfg), twice)] == [100.0, 1200.0]
 
 
+def test_a_word_holding_the_window_past_the_suppression_fires_once_and_re_arms_after():
+    # "up" over the threshold for 1.5 s (a slow word in a sliding window), a dip, then again
+    frames = [{"up": 0.8}] * 15 + [{"up": 0.3}] + [{"up": 0.8}] * 3 + [{}] * 12 + [{"up": 0.8}]
+    cfg = StreamConfig(average_window_ms=0, lookahead_ms=0, threshold=0.5, suppression_ms=1000)
+    dets = _run(PeakPicker(LABELS, cfg), frames)
+    assert [d.time_ms for d in dets] == [100.0, 1700.0, 3200.0]  # not again at 1100 ms, on the same word
+    rec = Recording(np.arange(1, len(frames) + 1) * 100.0, np.stack([_probs(f) for f in frames]), [],
+                    len(frames) * 100.0, 100.0, 1000.0)
+    assert [d.time_ms for d in replay(rec, LABELS, cfg)] == [100.0, 1700.0, 3200.0]  # replays the same
+
+
 def test_a_peak_at_the_end_of_the_stream_is_flushed():
     cfg = StreamConfig(average_window_ms=0, lookahead_ms=300)
     dets = _run(PeakPicker(LABELS, cfg), [{}, {}, {"left": 0.9}])
