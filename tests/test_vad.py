@@ -141,7 +141,7 @@ def test_a_command_inside_running_speech_is_dropped_and_the_same_word_alone_is_k
     talk = 0.3 * talk / np.abs(talk).max()
     yes, mid, pause = _word("yes"), len(talk) // 2, np.zeros(16000, np.float32)
     inside = np.concatenate([pause, talk[:mid], yes, talk[mid:], pause])
-    plain = StreamingRecognizer(rec, threshold=0.45)
+    plain = StreamingRecognizer(rec, threshold=0.45, max_word_ms=None)
     fired = plain.push(inside, last=True)
     assert "yes" in [d.label for d in fired]  # the model alone hears it (and a false alarm in the talk)
     checked = StreamingRecognizer(rec, threshold=0.45, max_word_ms=1200.0)
