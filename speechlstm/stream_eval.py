@@ -287,10 +287,10 @@ def calibrate(recs: list[Recording], speech: list[Recording], labels: list[str],
     validation recordings: the most correct detections within ``limits``; where
     nothing is within them, the lowest ``limits.cost``. Returns (config, its scores)."""
     best_cfg, best = None, None
-    if any(r.vad_probs is None for r in [*recs, *speech]):
-        max_words_ms = (base.max_word_ms,) if base.max_word_ms is None else ()
-        if not max_words_ms:
+    if any(r.vad_probs is None for r in [*recs, *speech]):  # without voice activity: no isolation check
+        if base.max_word_ms is not None:
             raise ValueError("the rule checks isolation, but a recording has no voice activity")
+        max_words_ms = (None,)
     grid = [(w, la, m, mw, t) for w in windows_ms for la in lookaheads_ms for m in peak_margins
             for mw in max_words_ms for t in thresholds]
     for w, la, m, mw, t in tqdm(grid, desc="calibrating the rule", unit="setting", disable=not progress):

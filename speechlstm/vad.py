@@ -16,6 +16,8 @@ The only importer of silero_vad.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,7 +151,10 @@ class SpeechSegments:
         if self.time_ms < end_ms and not self.finished:
             return None
         deadline = end_ms + wait_ms
-        inside = [s for s in self.closed if s.end_ms > start_ms and s.start_ms < end_ms]
+        # segments are in stream order and never overlap: the first one ending after the
+        # window's start, then on while they start before its end
+        first = bisect.bisect_right(self.closed, start_ms, key=lambda s: s.end_ms)
+        inside = list(itertools.takewhile(lambda s: s.start_ms < end_ms, self.closed[first:]))
         if any(s.closed_ms > deadline for s in inside):  # speech ran on past the deadline
             return False, deadline
         if self._start is not None and self._start * self.frame_ms < end_ms:
