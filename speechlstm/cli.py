@@ -142,7 +142,7 @@ def _make_stream(args: argparse.Namespace) -> int:
         raise DataError("make-stream needs --data (or --talk-only with --talk)")
     audio, events = make_stream(args.data, args.split, args.minutes, args.seed, talk_dir=args.talk,
                                 talk_half=args.talk_half, talk_volume=args.talk_volume,
-                                talk_only=args.talk_only, progress=True)
+                                talk_only=args.talk_only, talk_with_commands=args.talk_with_commands, progress=True)
     sf.write(args.out_wav, audio, SAMPLE_RATE, subtype="PCM_16")
     write_truth(events, args.out_csv)
     print(f"wrote {len(audio) / SAMPLE_RATE:.0f} s with {len(events)} spoken clips to {args.out_wav}, "
@@ -445,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--talk-volume", type=float, default=0.5, help="gain on the read speech")
     m.add_argument("--talk-only", action="store_true",
                    help="read speech (and noise) alone, no commands: every detection is a false alarm")
+    m.add_argument("--talk-with-commands", action="store_true",
+                   help="keep read-speech utterances whose transcript holds a command word (left out by "
+                        "default: a reader's 'Yes.' is a real yes, not a false alarm)")
     m.add_argument("out_wav", type=Path)
     m.add_argument("out_csv", type=Path)
     m.set_defaults(func=_make_stream)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,14 +30,23 @@ def speaker_half(speaker: str) -> str:
     return ("validation", "test")[int(hashlib.sha1(speaker.encode()).hexdigest(), 16) % 2]
 
 
-def librispeech_utterances(root: str | os.PathLike, half: str = "all") -> list[Utterance]:
+def transcript_words(text: str) -> set[str]:
+    """The words of a LibriSpeech transcript, upper case (apostrophes kept: DON'T)."""
+    return set(re.findall(r"[A-Z']+", text.upper()))
+
+
+def librispeech_utterances(root: str | os.PathLike, half: str = "all",
+                           without_words: Iterable[str] = ()) -> list[Utterance]:
     """Every transcribed utterance under ``root``, sorted by file name; ``half``:
-    "all", or only the speakers of one ``speaker_half``."""
+    "all", or only the speakers of one ``speaker_half``; ``without_words``: leave
+    out every utterance whose transcript holds one of these words (for speech
+    where a detection of a command is a false alarm, the commands)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: not a directory")
     if half not in ("all", "validation", "test"):
         raise DataError(f"half must be all, validation or test, got {half!r}")
+    banned = {w.upper() for w in without_words}
     found = []
     for trans in sorted(root.rglob("*.trans.txt")):
         for line in trans.read_text().splitlines():
@@ -45,9 +56,11 @@ def librispeech_utterances(root: str | os.PathLike, half: str = "all") -> list[U
             audio = next((trans.parent / (key + s) for s in AUDIO_SUFFIXES if (trans.parent / (key + s)).is_file()),
                          None)
             speaker = key.split("-")[0]
-            if audio is not None and (half == "all" or speaker_half(speaker) == half):
+            if (audio is not None and (half == "all" or speaker_half(speaker) == half)
+                    and not banned & transcript_words(text)):
                 found.append(Utterance(audio, speaker, text.strip()))
     if not found:
         raise DataError(f"{root}: no LibriSpeech-style utterances (*.trans.txt beside .flac/.wav files)"
-                        + ("" if half == "all" else f" of the {half} half of the speakers"))
+                        + ("" if half == "all" else f" of the {half} half of the speakers")
+                        + (" without the words " + ", ".join(sorted(banned)) if banned else ""))
     return found

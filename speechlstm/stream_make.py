@@ -42,8 +42,8 @@ def _tile_noise(audio: np.ndarray, noise: list[np.ndarray], volume: float, rng: 
 class _Talk:
     """Read speech, utterance after utterance, handed out in pieces (seeded order)."""
 
-    def __init__(self, talk_dir: str | os.PathLike, half: str, rng: np.random.Generator):
-        self.utterances = librispeech_utterances(talk_dir, half)
+    def __init__(self, talk_dir: str | os.PathLike, half: str, rng: np.random.Generator, with_commands: bool):
+        self.utterances = librispeech_utterances(talk_dir, half, () if with_commands else COMMANDS10)
         self.order = rng.permutation(len(self.utterances))
         self.rng, self.next, self.buffer = rng, 0, np.zeros(0, np.float32)
 
@@ -70,13 +70,16 @@ def make_stream(data_dir: str | os.PathLike | None, split: str = "test", minutes
                 gap_ms: tuple[float, float] = (1500.0, 3000.0), unknown_share: float = 0.2,
                 noise_volume: float = 0.1, talk_dir: str | os.PathLike | None = None, talk_half: str = "all",
                 talk_volume: float = 0.5, talk_margin_ms: float = 300.0, talk_only: bool = False,
-                progress: bool = False) -> tuple[np.ndarray, list[Event]]:
+                talk_with_commands: bool = False, progress: bool = False) -> tuple[np.ndarray, list[Event]]:
     """A recording of ``minutes`` at 16 kHz with a clip every 2.5-4 s (1 s clip +
     gap) over continuous background noise. Clips are drawn without replacement
     (each used once before any repeats). ``talk_dir``: LibriSpeech-layout read
     speech (speakers of ``talk_half``) fills each gap, ``talk_margin_ms`` clear of
     the clips, at ``talk_volume``. ``talk_only``: read speech and noise alone, no
-    clips (every detection is a false alarm). Returns (samples, ground truth)."""
+    clips (every detection is a false alarm). The read speech is command-free:
+    utterances whose transcript holds one of the ten commands are left out
+    (a reader's "Yes." is a real yes), unless ``talk_with_commands``. Returns
+    (samples, ground truth)."""
     rng = np.random.default_rng(seed)
     total = int(minutes * 60 * SAMPLE_RATE)
     audio = np.zeros(total, dtype=np.float32)
@@ -84,7 +87,8 @@ def make_stream(data_dir: str | os.PathLike | None, split: str = "test", minutes
     if index is not None:
         _tile_noise(audio, [read_audio(p, SAMPLE_RATE)[0] for p in index.noise_files], noise_volume, rng)
     # the talk draws from its own generator: the same seed gives the same clips with or without it
-    talk = _Talk(talk_dir, talk_half, np.random.default_rng([seed, 1])) if talk_dir is not None else None
+    talk = (_Talk(talk_dir, talk_half, np.random.default_rng([seed, 1]), talk_with_commands)
+            if talk_dir is not None else None)
     if talk_only:
         if talk is None:
             raise DataError("talk_only needs talk_dir (read speech in the LibriSpeech layout)")

@@ -24,7 +24,6 @@ clip's loudest 10 ms). Every random draw comes from the generator passed in."""
 from __future__ import annotations
 
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -35,17 +34,13 @@ from .audio import read_audio, speech_bounds
 from .config import TrainConfig
 from .corpus import librispeech_utterances
 from .data import COMMANDS10
-from .errors import DataError
 
 
 def load_talk(root: str | os.PathLike, sample_rate: int, max_minutes: float | None = None,
               progress: bool = True) -> np.ndarray:
     """Read speech whose transcript holds none of the ten commands, as one int16
     array (utterances back to back), at most ``max_minutes``."""
-    words = {w.upper() for w in COMMANDS10}
-    utts = [u for u in librispeech_utterances(root) if not words & set(re.findall(r"[A-Z']+", u.text))]
-    if not utts:
-        raise DataError(f"{root}: no utterance without command words")
+    utts = librispeech_utterances(root, without_words=COMMANDS10)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         parts, total = [], 0
         for x, _ in tqdm(pool.map(lambda u: read_audio(u.path, sample_rate), utts), total=len(utts),

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from conftest import LIBRISPEECH_SAMPLE, SR, make_fake_dataset, make_fake_librispeech, needs, word_tone
-from speechlstm.audio import speech_bounds
+from speechlstm.audio import read_audio, speech_bounds
 from speechlstm.config import TrainConfig
-from speechlstm.corpus import librispeech_utterances, speaker_half
+from speechlstm.corpus import librispeech_utterances, speaker_half, transcript_words
 from speechlstm.errors import ConfigError, DataError
 from speechlstm.stream_make import make_stream
 from speechlstm.windows import StreamWindows, load_talk
@@ -109,6 +109,11 @@ def test_corpus_halves_split_the_speakers(tmp_path):
     assert all(speaker_half(u.speaker) == "validation" for u in val)
     with pytest.raises(DataError):
         librispeech_utterances(tmp_path / "sc-missing")
+    quiet = librispeech_utterances(corpus, without_words=("no", "stop"))  # "HE SAID NO TO THEM" goes
+    assert len(quiet) == 60 and not any("NO" in u.text.split() for u in quiet)
+    assert transcript_words("Don't say NO, sir.") == {"DON'T", "SAY", "NO", "SIR"}
+    with pytest.raises(DataError, match="without the words A, NO, THE"):
+        librispeech_utterances(corpus, "test", without_words=("no", "the", "a"))
 
 
 @needs(LIBRISPEECH_SAMPLE)
@@ -138,6 +143,26 @@ def test_streams_with_talk_between_commands_and_talk_alone(tmp_path):
     assert none == [] and len(only) == int(0.2 * 60 * SR) and np.abs(only).max() > 0.1
     with pytest.raises(DataError):
         make_stream(None, minutes=0.1, talk_only=True)
+
+
+def _contains(stream: np.ndarray, part: np.ndarray) -> bool:
+    starts = np.flatnonzero(stream[: len(stream) - len(part) + 1] == part[0])
+    return any(np.array_equal(stream[s : s + len(part)], part) for s in starts)
+
+
+def test_talk_streams_are_command_free_unless_asked(tmp_path):
+    # every detection on a --talk-only stream counts as a false alarm: a reader's
+    # "no" must not be in it (each speaker's second utterance says one)
+    corpus = make_fake_librispeech(tmp_path / "ls")
+    said, plain = [], []
+    for u in librispeech_utterances(corpus):
+        x, _ = read_audio(u.path, SR)
+        (said if "NO" in u.text.split() else plain).append(0.5 * x[: SR // 2])  # talk_volume 0.5, exact
+    for with_commands in (False, True):
+        stream, _ = make_stream(None, minutes=1.5, seed=3, talk_dir=corpus, talk_only=True,
+                                talk_with_commands=with_commands)
+        assert all(_contains(stream, p) for p in plain)  # 1.5 min holds every utterance
+        assert any(_contains(stream, p) for p in said) == with_commands
 
 
 def test_two_commands_run_together_are_unknown():
