@@ -220,10 +220,9 @@ class StreamingRecognizer:
 
     def _release(self) -> list[Detection]:
         """Held detections whose verdict is in, in order (all of them without the check)."""
+        out: list[Detection] = []
         if self.config.max_word_ms is None:
             out, self._held = list(self._held), deque()
-            return out
-        out = []
         while self._held:
             v = isolation_verdict(self.segments, self._held[0], self.config)
             if v is None:
@@ -233,6 +232,11 @@ class StreamingRecognizer:
                 out.append(v)
             else:
                 self.not_isolated += 1
+        if self.vad is not None:
+            # a detection yet to come starts at most clip + look-ahead before now (a second
+            # of margin): older segments can never be under a window again
+            horizon = self.time_ms - self.picker.clip_ms - self.config.lookahead_ms - 1000.0
+            self.segments.forget_before(min([horizon] + [d.start_ms for d in self._held]))
         return out
 
     def _append(self, x: np.ndarray) -> None:

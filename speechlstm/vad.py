@@ -144,6 +144,11 @@ class SpeechSegments:
         self.closed.append(Segment(self._start * f, (self._last + 1) * f, self.frames * f))
         self._start = None
 
+    def forget_before(self, time_ms: float) -> None:
+        """Drop the closed segments that end by ``time_ms``: no verdict on a window
+        starting after it needs them (a live stream calls this to stay small)."""
+        del self.closed[: bisect.bisect_right(self.closed, time_ms, key=lambda s: s.end_ms)]
+
     def verdict(self, start_ms: float, end_ms: float, max_word_ms: float,
                 wait_ms: float) -> tuple[bool, float] | None:
         """Is the word in the window [start_ms, end_ms] said on its own? (accepted,

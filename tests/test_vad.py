@@ -93,6 +93,23 @@ def test_live_verdicts_match_the_verdicts_on_all_frames():
     assert {v[0] for v in want} == {True, False}
 
 
+def test_forgetting_old_segments_changes_no_later_verdict():
+    rng = np.random.default_rng(1)
+    p = np.repeat((rng.random(300) < 0.5).astype(np.float32) * 0.9 + 0.05, 5)  # 1500 frames, 48 s
+    whole = _segments(p)
+    whole.finish()
+    live = SpeechSegments(frame_ms=F)
+    for k, frame in enumerate(p):  # a live stream forgetting all but the last 2 s as it goes
+        live.push(frame[None])
+        live.forget_before(k * F - 2000.0)
+        assert all(g.end_ms > k * F - 2000.0 for g in live.closed)
+    live.finish()
+    assert 0 < len(live.closed) < len(whole.closed) // 5
+    windows = [(float(a), float(a + 1000)) for a in range(46000, 47000, 100)]
+    assert [live.verdict(a, b, 500.0, 300.0) for a, b in windows] == [
+        whole.verdict(a, b, 500.0, 300.0) for a, b in windows]
+
+
 def test_the_rule_rejects_bad_isolation_settings():
     for bad in (dict(max_word_ms=0.0), dict(vad_threshold=1.0), dict(vad_silence_ms=-1.0)):
         with pytest.raises(ConfigError):
@@ -165,6 +182,7 @@ def test_isolation_is_chunk_size_invariant_and_replays_exactly(rec):
     ref = StreamingRecognizer(rec, threshold=0.45, max_word_ms=1200.0)
     want = ref.push(audio, last=True)
     assert [d.label for d in want] == ["yes", "stop", "go"] and ref.not_isolated >= 1
+    assert ref.segments.closed and all(g.end_ms > ref.time_ms - 2000.0 for g in ref.segments.closed)  # forgets
     for chunk in (160, 512, 1601, 7919):
         s = StreamingRecognizer(rec, threshold=0.45, max_word_ms=1200.0)
         got = []
