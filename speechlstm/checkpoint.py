@@ -166,6 +166,19 @@ def load_encoder(path: str | os.PathLike) -> Encoder:
     return enc
 
 
+def load_initial(path: str | os.PathLike) -> tuple[FeatureConfig, ModelConfig, list[str] | None,
+                                                 dict[str, torch.Tensor]]:
+    """What ``train --init-from`` starts from: a pretrained encoder (its encoder
+    weights; no labels) or a trained classifier (all its weights and its labels, to
+    fine-tune). Returns (features, model config, labels or None, weights)."""
+    raw = safe_load(Path(path))
+    if isinstance(raw, dict) and raw.get("format") == FORMAT:
+        ck = checkpoint_from_dict(raw, Path(path))
+        return ck.features, ck.model, list(ck.labels), ck.state_dict
+    enc = load_encoder(path)
+    return enc.features, enc.model, None, enc.encoder_weights()
+
+
 def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
     """Load and validate a checkpoint (None: the shipped commands12 model)."""
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT

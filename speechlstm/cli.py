@@ -43,7 +43,7 @@ def _train(args: argparse.Namespace) -> int:
           device=args.device, resume=args.resume, cache_dir=args.cache_dir, progress=not args.quiet,
           max_steps=args.max_steps, extra_data=tuple(args.extra_data or ()),
           more_data=tuple(args.more_data or ()), talk_dir=args.talk,
-          init_from=args.init_from, teachers=tuple(args.teacher or ()))
+          init_from=args.init_from, teachers=tuple(args.teacher or ()), mine_with=args.mine_with)
     return 0
 
 
@@ -356,8 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--talk", metavar="DIR",
                    help="read speech in the LibriSpeech layout (streaming-aware windows: train.talk_ratio, "
                         "train.stream_context_prob); utterances with a command word are not used")
-    t.add_argument("--init-from", metavar="ENCODER",
-                   help="start from a pretrained encoder (`speechlstm pretrain`; same feature/model settings)")
+    t.add_argument("--init-from", metavar="FILE",
+                   help="start from a pretrained encoder (`speechlstm pretrain`) or fine-tune a trained "
+                        "checkpoint with the same labels (same feature/model settings)")
+    t.add_argument("--mine-with", metavar="CKPT",
+                   help="draw train.talk_hard_share of the --talk rows from this model's false alarms on them "
+                        "(windows where it gives a command >= train.mine_min_score)")
     t.add_argument("--teacher", action="append", metavar="CKPT",
                    help="distil from trained models with the same labels (repeatable: their mean); "
                         "weight train.distill_weight (set it > 0), temperature train.distill_temperature")

@@ -19,10 +19,12 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .augment import Augmenter
-from .checkpoint import Checkpoint, atomic_torch_save, load_checkpoint, load_encoder, safe_load, save_checkpoint
+from .checkpoint import Checkpoint, atomic_torch_save, load_checkpoint, load_initial, safe_load, save_checkpoint
 from .config import FeatureConfig, ModelConfig, TrainConfig, to_dict
 from .data import SILENCE, SpeechCommands, SplitSet
 from .errors import CheckpointError, ConfigError
+from .infer import Recognizer
+from .mining import mine_false_alarms
 from .model import KeywordBiLSTM, count_parameters, resolve_device
 from .windows import StreamWindows, load_talk
 
@@ -102,7 +104,7 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
           extra_data: tuple[str | os.PathLike, ...] = (), more_data: tuple[str | os.PathLike, ...] = (),
           talk_dir: str | os.PathLike | None = None,
           init_from: str | os.PathLike | None = None, teachers: tuple[str | os.PathLike, ...] = (),
-          clock: StageClock | None = None) -> Result:
+          mine_with: str | os.PathLike | None = None, clock: StageClock | None = None) -> Result:
     """Train a model and write the best-on-validation checkpoint to ``out``.
 
     Beside it: ``<out>.metrics.csv`` (one row per epoch) and
@@ -116,9 +118,13 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
     ``talk_dir``: read speech in the LibriSpeech layout for the streaming-aware
     windows (``cfg.talk_ratio``, ``cfg.stream_context_prob``).
     ``init_from``: a pretrained encoder (``speechlstm pretrain``) whose front end,
-    convolution and BiLSTM weights the model starts from (same feature and model configs).
+    convolution and BiLSTM weights the model starts from, or a trained checkpoint with
+    the same labels to fine-tune (same feature and model configs either way).
     ``teachers``: trained checkpoints with the same labels and features whose mean
     softened posteriors the model also learns (``cfg.distill_weight``, ``cfg.distill_temperature``).
+    ``mine_with``: a trained checkpoint whose false alarms on the read speech become
+    ``cfg.talk_hard_share`` of its rows (windows where it gives a command at least
+    ``cfg.mine_min_score``; ``mining.py``).
     ``clock``: time each stage of every training step (``speechlstm bench --train``).
     """
     out, dev = Path(out), resolve_device(device)
@@ -138,11 +144,13 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
     torch.manual_seed(cfg.seed)
     model = KeywordBiLSTM(features, model_cfg, len(data.labels)).to(dev)
     if init_from is not None:
-        enc = load_encoder(init_from)
-        if (enc.features, enc.model) != (features, model_cfg):
-            raise ConfigError(f"{init_from}: the encoder was pretrained with other feature/model settings "
-                              f"({enc.features}, {enc.model}); train with the same ones")
-        model.load_state_dict(enc.encoder_weights(), strict=False)
+        init_features, init_model, init_labels, weights = load_initial(init_from)
+        if (init_features, init_model) != (features, model_cfg):
+            raise ConfigError(f"{init_from}: made with other feature/model settings "
+                              f"({init_features}, {init_model}); train with the same ones")
+        if init_labels is not None and init_labels != data.labels:
+            raise ConfigError(f"{init_from}: its labels {init_labels} are not this task's {data.labels}")
+        model.load_state_dict(weights, strict=init_labels is not None)
     teacher_nets = _teachers(teachers, data.labels, features, dev)
     if cfg.distill_weight > 0 and not teacher_nets:
         raise ConfigError("train.distill_weight > 0 needs teachers (--teacher CKPT)")
@@ -158,7 +166,17 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
     if talk_dir is None and cfg.talk_ratio > 0:
         raise ConfigError("train.talk_ratio > 0 needs read speech: pass talk_dir (--talk DIR)")
     talk = load_talk(talk_dir, features.sample_rate, progress=progress) if talk_dir is not None else None
-    windows = StreamWindows(cfg, data.labels, features.sample_rate, talk) if cfg.task == "commands12" else None
+    hard = None
+    if cfg.talk_hard_share > 0:
+        if talk is None or mine_with is None:
+            raise ConfigError("train.talk_hard_share > 0 needs read speech (--talk DIR) and a model to mine "
+                              "its false alarms with (--mine-with CKPT)")
+        hard = mine_false_alarms(Recognizer.from_checkpoint(mine_with, device="cpu"), talk,
+                                 min_score=cfg.mine_min_score, progress=progress)
+        tqdm.write(f"mined {len(hard)} false-alarm windows of {len(talk) / features.sample_rate / 3600:.2f} h "
+                   f"of read speech with {mine_with}")
+    windows = (StreamWindows(cfg, data.labels, features.sample_rate, talk, hard) if cfg.task == "commands12"
+               else None)
     windows = windows if windows is not None and windows.active else None
     ema = (torch.optim.swa_utils.AveragedModel(
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
@@ -169,7 +187,8 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
     start_epoch, best_acc, best_epoch, bad_epochs = 0, -1.0, -1, 0
     sources = {"data_dir": _resolved(data_dir), "talk_dir": _resolved(talk_dir),  # every input, for the provenance
                "extra_data": [_resolved(d) for d in extra_data], "more_data": [_resolved(d) for d in more_data],
-               "init_from": _resolved(init_from), "teachers": [_resolved(t) for t in teachers]}
+               "init_from": _resolved(init_from), "teachers": [_resolved(t) for t in teachers],
+               "mine_with": _resolved(mine_with)}
     configs = {"features": to_dict(features), "model": to_dict(model_cfg), "train": to_dict(cfg)}
     if resume and state_path(out).is_file():
         st = safe_load(state_path(out))

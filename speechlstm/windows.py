@@ -53,12 +53,17 @@ def load_talk(root: str | os.PathLike, sample_rate: int, max_minutes: float | No
 
 
 class StreamWindows:
-    def __init__(self, cfg: TrainConfig, labels: list[str], sample_rate: int, talk: np.ndarray | None = None):
+    def __init__(self, cfg: TrainConfig, labels: list[str], sample_rate: int, talk: np.ndarray | None = None,
+                 hard_starts: np.ndarray | None = None):
+        """``hard_starts``: start samples of mined false alarms in ``talk``
+        (``mining.mine_false_alarms``); ``cfg.talk_hard_share`` of the read-speech
+        rows are drawn around them."""
         self.cfg, self.sample_rate = cfg, sample_rate
         self.unknown = labels.index("_unknown_")
         self.silence = labels.index("_silence_")
         self.commands = torch.tensor([name in COMMANDS10 for name in labels])
         self.talk = torch.from_numpy(talk) if talk is not None and len(talk) else None
+        self.hard = torch.from_numpy(np.asarray(hard_starts, np.int64)) if hard_starts is not None else None
 
     @property
     def active(self) -> bool:
@@ -68,6 +73,11 @@ class StreamWindows:
 
     def _talk_crops(self, n: int, length: int, gen: torch.Generator) -> torch.Tensor:
         start = (torch.rand(n, generator=gen) * (len(self.talk) - length)).long()
+        if self.hard is not None and len(self.hard) and self.cfg.talk_hard_share > 0:
+            hard = torch.rand(n, generator=gen) < self.cfg.talk_hard_share
+            pick = self.hard[torch.randint(len(self.hard), (n,), generator=gen)]
+            jitter = torch.randint(-self.sample_rate // 10, self.sample_rate // 10 + 1, (n,), generator=gen)
+            start = torch.where(hard, (pick + jitter).clamp(0, len(self.talk) - length), start)  # +-100 ms
         crops = self.talk[start.unsqueeze(1) + torch.arange(length)].float() / 32767.0  # (n, S)
         return crops * (10.0 ** (torch.rand(n, 1, generator=gen) * -1.0))  # 0 to -20 dB
 

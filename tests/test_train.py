@@ -4,10 +4,12 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from speechlstm.checkpoint import load_checkpoint
 from speechlstm.config import FeatureConfig, ModelConfig, TrainConfig
+from speechlstm.errors import ConfigError
 from speechlstm.infer import Recognizer
 from speechlstm.train import metrics_path, state_path, train
 
@@ -45,6 +47,21 @@ def test_same_seed_same_weights_other_seed_differs(fake_dataset, tmp_path):
     a, b, c = (_weights(tmp_path / f"{n}.pt") for n in "abc")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_fine_tuning_starts_from_the_checkpoint(fake_dataset, tmp_path):
+    _run(fake_dataset, tmp_path / "a.pt", epochs=1)
+    start = load_checkpoint(tmp_path / "a.pt").state_dict
+    # a step so small that the weights stay where they started: from the checkpoint, not a new draw
+    train(fake_dataset, tmp_path / "b.pt", TrainConfig(epochs=1, batch_size=8, seed=1, lr=1e-9), FeatureConfig(),
+          SMALL, device="cpu", progress=False, max_steps=2, init_from=tmp_path / "a.pt")
+    tuned = load_checkpoint(tmp_path / "b.pt")
+    assert tuned.provenance["init_from"] == str((tmp_path / "a.pt").resolve())
+    for k in ("lstm.weight_ih_l0", "lstm.weight_hh_l0_reverse", "head.weight"):
+        assert k in start and torch.allclose(tuned.state_dict[k], start[k], atol=1e-6)
+    with pytest.raises(ConfigError, match="other feature/model settings"):
+        train(fake_dataset, tmp_path / "c.pt", TrainConfig(epochs=1), FeatureConfig(), ModelConfig(hidden_size=8),
+              device="cpu", progress=False, max_steps=1, init_from=tmp_path / "a.pt")
 
 
 def test_sigkill_then_resume_replays_the_uninterrupted_run(fake_dataset, tmp_path):

@@ -1,0 +1,34 @@
+"""False-alarm mining: the windows of command-free read speech that a trained
+model takes for a command. Training draws a share of its read-speech
+negatives from them (``train.talk_hard_share``, ``train --mine-with CKPT``), the
+way wake-word trainers feed a model its own false positives back."""
+
+from __future__ import annotations
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .data import COMMANDS10
+from .infer import Recognizer
+
+
+def mine_false_alarms(recognizer: Recognizer, talk: np.ndarray, hop_ms: float = 100.0, min_score: float = 0.3,
+                      batch: int = 256, progress: bool = True) -> np.ndarray:
+    """``talk``: int16 samples at the model rate, speech that holds no command.
+    Every ``hop_ms`` the model hears one clip of it; returns the start samples
+    (int64, ascending) of the clips where a command's probability reaches
+    ``min_score``."""
+    if recognizer.sample_rate <= 0 or hop_ms <= 0:
+        raise ValueError("hop_ms must be positive")
+    size = recognizer.clip_samples
+    hop = max(1, round(recognizer.sample_rate * hop_ms / 1000))
+    starts = np.arange(0, max(0, len(talk) - size) + 1, hop, dtype=np.int64)
+    commands = [i for i, name in enumerate(recognizer.labels) if name in COMMANDS10]
+    if len(talk) < size or not commands:
+        return np.zeros(0, np.int64)
+    scores = np.empty(len(starts), np.float32)
+    offsets = np.arange(size)
+    for i in tqdm(range(0, len(starts), batch), desc="mining false alarms", unit="batch", disable=not progress):
+        clips = talk[starts[i : i + batch, None] + offsets].astype(np.float32) / 32767.0  # (B, S)
+        scores[i : i + batch] = recognizer.probabilities(clips)[:, commands].max(axis=1)
+    return starts[scores >= min_score]
