@@ -18,8 +18,8 @@ def mine_false_alarms(recognizer: Recognizer, talk: np.ndarray, hop_ms: float = 
     Every ``hop_ms`` the model hears one clip of it; returns the start samples
     (int64, ascending) of the clips where a command's probability reaches
     ``min_score``."""
-    if recognizer.sample_rate <= 0 or hop_ms <= 0:
-        raise ValueError("hop_ms must be positive")
+    if hop_ms <= 0 or batch <= 0:
+        raise ValueError(f"hop_ms and batch must be positive, got {hop_ms} and {batch}")
     size = recognizer.clip_samples
     hop = max(1, round(recognizer.sample_rate * hop_ms / 1000))
     starts = np.arange(0, max(0, len(talk) - size) + 1, hop, dtype=np.int64)

@@ -34,6 +34,8 @@ def test_mining_finds_a_command_hidden_in_read_speech_and_not_in_quiet():
     every = mine_false_alarms(rec, _int16(audio), hop_ms=100.0, min_score=0.0, progress=False)
     assert len(every) == (len(audio) - SR) // 1600 + 1 and set(found) <= set(every)
     assert len(mine_false_alarms(rec, _int16(audio[: SR // 2]), progress=False)) == 0  # shorter than a clip
+    with pytest.raises(ValueError, match="hop_ms"):
+        mine_false_alarms(rec, _int16(audio), hop_ms=0.0)
 
 
 def test_hard_rows_are_drawn_around_the_mined_windows():
