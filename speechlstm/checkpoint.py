@@ -146,8 +146,10 @@ def save_encoder(enc: Encoder, path: str | os.PathLike) -> None:
 
 def load_encoder(path: str | os.PathLike) -> Encoder:
     """Load and validate a pretrained encoder file."""
-    path = Path(path)
-    raw = safe_load(path)
+    return _encoder_from_dict(safe_load(Path(path)), Path(path))
+
+
+def _encoder_from_dict(raw: Any, path: Path) -> Encoder:
     if not isinstance(raw, dict) or raw.get("format") != ENCODER_FORMAT:
         hint = " (a trained classifier, not a pretrained encoder)" if isinstance(raw, dict) and \
             raw.get("format") == FORMAT else ""
@@ -171,11 +173,11 @@ def load_initial(path: str | os.PathLike) -> tuple[FeatureConfig, ModelConfig, l
     """What ``train --init-from`` starts from: a pretrained encoder (its encoder
     weights; no labels) or a trained classifier (all its weights and its labels, to
     fine-tune). Returns (features, model config, labels or None, weights)."""
-    raw = safe_load(Path(path))
+    raw = safe_load(Path(path))  # read once, whichever kind it is
     if isinstance(raw, dict) and raw.get("format") == FORMAT:
         ck = checkpoint_from_dict(raw, Path(path))
         return ck.features, ck.model, list(ck.labels), ck.state_dict
-    enc = load_encoder(path)
+    enc = _encoder_from_dict(raw, Path(path))
     return enc.features, enc.model, None, enc.encoder_weights()
 
 

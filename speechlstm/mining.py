@@ -21,11 +21,11 @@ def mine_false_alarms(recognizer: Recognizer, talk: np.ndarray, hop_ms: float = 
     if hop_ms <= 0 or batch <= 0:
         raise ValueError(f"hop_ms and batch must be positive, got {hop_ms} and {batch}")
     size = recognizer.clip_samples
-    hop = max(1, round(recognizer.sample_rate * hop_ms / 1000))
-    starts = np.arange(0, max(0, len(talk) - size) + 1, hop, dtype=np.int64)
     commands = [i for i, name in enumerate(recognizer.labels) if name in COMMANDS10]
     if len(talk) < size or not commands:
         return np.zeros(0, np.int64)
+    hop = max(1, round(recognizer.sample_rate * hop_ms / 1000))
+    starts = np.arange(0, len(talk) - size + 1, hop, dtype=np.int64)
     scores = np.empty(len(starts), np.float32)
     offsets = np.arange(size)
     for i in tqdm(range(0, len(starts), batch), desc="mining false alarms", unit="batch", disable=not progress):

@@ -113,9 +113,10 @@ def isolation_verdict(segments: SpeechSegments, det: Detection, config: StreamCo
     """``det`` as reported once its word is known to be said on its own (reported when
     that became known), False when it was not, None while the frames cannot tell."""
     v = segments.verdict(det.start_ms, det.time_ms, config.max_word_ms, config.vad_wait_ms)
-    if v is None or not v[0]:
-        return None if v is None else False
-    return dataclasses.replace(det, fired_ms=max(det.fired_ms, v[1]))
+    if v is None:
+        return None
+    accepted, known_ms = v
+    return dataclasses.replace(det, fired_ms=max(det.fired_ms, known_ms)) if accepted else False
 
 
 def gate_detections(detections: list[Detection], segments: SpeechSegments,

@@ -171,7 +171,7 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
         if talk is None or mine_with is None:
             raise ConfigError("train.talk_hard_share > 0 needs read speech (--talk DIR) and a model to mine "
                               "its false alarms with (--mine-with CKPT)")
-        hard = mine_false_alarms(Recognizer.from_checkpoint(mine_with, device="cpu"), talk,
+        hard = mine_false_alarms(Recognizer.from_checkpoint(mine_with, device=str(dev)), talk,
                                  min_score=cfg.mine_min_score, progress=progress)
         tqdm.write(f"mined {len(hard)} false-alarm windows of {len(talk) / features.sample_rate / 3600:.2f} h "
                    f"of read speech with {mine_with}")
