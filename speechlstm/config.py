@@ -46,6 +46,11 @@ class FeatureConfig:
     f_min: float = 20.0
     f_max: float = 7600.0
     norm: str = "cmvn"  # per-utterance normalisation: "cmvn", "cmn" or "none"
+    # A noise floor this many dB under the window's loudest frame (white noise's spectral shape)
+    # is added to the mel energies before the log, so the features span at most about this range:
+    # digital silence (a muted or gated input) then looks like a quiet room, not a cliff, and the
+    # features stay level-invariant. None: off (torchaudio's fixed 1e-6 only).
+    dynamic_range_db: float | None = None
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0 or self.clip_ms <= 0:
@@ -58,6 +63,8 @@ class FeatureConfig:
             raise ConfigError(f"need 0 < n_mfcc <= n_mels, got {self.n_mfcc}, {self.n_mels}")
         if self.norm not in ("cmvn", "cmn", "none"):
             raise ConfigError(f"norm must be 'cmvn', 'cmn' or 'none', got {self.norm!r}")
+        if self.dynamic_range_db is not None and not 0 < self.dynamic_range_db <= 150:
+            raise ConfigError(f"dynamic_range_db must be in (0, 150] dB or None, got {self.dynamic_range_db}")
 
     @property
     def clip_samples(self) -> int:

@@ -46,6 +46,20 @@ class MFCC(nn.Module):
             ),
         )
         self.matmul_fft: MatmulMelSpectrum | None = None  # set by use_graph_fft()
+        floor = None
+        if cfg.dynamic_range_db is not None:
+            white = self.mfcc.MelSpectrogram.mel_scale.fb.double().sum(0)  # white noise's energy per band
+            floor = (white / white.sum() * 10.0 ** (-cfg.dynamic_range_db / 10))[:, None].float()
+        self.register_buffer("floor_shape", floor, persistent=False)  # (n_mels, 1) or None
+
+    def _log(self, mel: torch.Tensor, bands: int) -> torch.Tensor:
+        """log(mel + floor + 1e-6), ``bands`` the mel axis (1: (B, n_mels, T); 0: (n_mels, B, T)).
+        The floor: ``floor_shape`` scaled by each clip's loudest frame (its total mel energy)."""
+        if self.floor_shape is None:
+            return torch.log(mel + _LOG_OFFSET)
+        loudest = mel.sum(bands, keepdim=True).amax(-1, keepdim=True)  # (B, 1, 1) or (1, B, 1)
+        shape = self.floor_shape if bands == 1 else self.floor_shape[:, :, None]  # (n_mels, 1[, 1])
+        return torch.log(mel + (loudest * shape + _LOG_OFFSET))
 
     @property
     def graph_fft(self) -> bool:
@@ -84,9 +98,9 @@ class MFCC(nn.Module):
         dct = self.mfcc.dct_mat.T  # (n_mfcc, n_mels)
         if self.matmul_fft is not None:
             mel = self.matmul_fft(wave)  # (n_mels, B, T)
-            x = torch.matmul(dct, torch.log(mel.flatten(1) + _LOG_OFFSET))  # (n_mfcc, B*T)
+            x = torch.matmul(dct, self._log(mel, bands=0).flatten(1))  # (n_mfcc, B*T)
             return x.view(-1, *mel.shape[1:]).transpose(0, 1)  # (B, n_mfcc, T)
-        return torch.matmul(dct, torch.log(self._stft_mel(wave) + _LOG_OFFSET))  # (B, n_mfcc, T)
+        return torch.matmul(dct, self._log(self._stft_mel(wave), bands=1))  # (B, n_mfcc, T)
 
     def _stft_mel(self, wave: torch.Tensor) -> torch.Tensor:
         """(B, S) -> mel energies (B, n_mels, T), |X|^2 from the real and imaginary

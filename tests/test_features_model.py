@@ -64,7 +64,7 @@ def test_matmul_fft_front_end_computes_the_same_features():
     """The export-time spectrum (two-stage FFT in matrix products) equals torch.stft's,
     for the default and for other window/hop/rate settings, odd lengths and silence."""
     configs = (FeatureConfig(), FeatureConfig(hop_ms=20, win_ms=40, n_mels=64, n_mfcc=20, f_min=50),
-               FeatureConfig(sample_rate=8000, f_max=4000, hop_ms=12.5))
+               FeatureConfig(sample_rate=8000, f_max=4000, hop_ms=12.5), FeatureConfig(dynamic_range_db=50.0))
     for cfg in configs:
         m = MFCC(cfg)
         wave = 0.2 * torch.randn(3, cfg.clip_samples + 37, generator=torch.Generator().manual_seed(1))
@@ -75,3 +75,38 @@ def test_matmul_fft_front_end_computes_the_same_features():
         torch.testing.assert_close(m(wave), reference, atol=1e-4, rtol=1e-4)
         assert set(m.state_dict()) == keys  # its matrices are derived, not saved in checkpoints
         assert torch.equal(m.use_graph_fft(False)(wave), reference)
+
+
+def _word_in_noise(cfg: FeatureConfig, noise_db: float) -> torch.Tensor:
+    """A 300 ms "word" (a chirpy tone burst) at -10 dBFS in white noise at ``noise_db`` dBFS."""
+    g = torch.Generator().manual_seed(3)
+    t = torch.arange(cfg.clip_samples) / cfg.sample_rate
+    word = 0.3 * torch.sin(2 * torch.pi * (300 + 900 * t) * t) * ((t > 0.4) & (t < 0.7))
+    return word + 10 ** (noise_db / 20) * torch.randn(cfg.clip_samples, generator=g)
+
+
+def test_dynamic_range_floor_makes_digital_silence_look_like_a_quiet_room():
+    """A gated input (the noise before the word zeroed) moves the features far without the
+    floor, and little with it; the floor's level follows the clip's loudest frame."""
+    plain, floored = MFCC(FeatureConfig()), MFCC(FeatureConfig(dynamic_range_db=50.0))
+    wave = _word_in_noise(FeatureConfig(), noise_db=-70)
+    gated = wave.clone()
+    gated[:6000] = 0.0  # digital silence up to 25 ms before the word
+    shift = {name: (m(gated) - m(wave)).abs().mean().item() for name, m in (("plain", plain), ("floored", floored))}
+    assert shift["floored"] < 0.25 * shift["plain"], shift
+    # the floor follows the level: 20 dB quieter moves the floored features a tenth as far
+    quieter = {name: (m(gated * 0.1) - m(gated)).abs().mean().item() for name, m in (("plain", plain), ("floored", floored))}
+    assert quieter["floored"] < 0.1 * quieter["plain"], quieter
+    # where the noise is well above the floor, the floor changes little
+    noisy = _word_in_noise(FeatureConfig(), noise_db=-40)
+    assert (floored(noisy) - plain(noisy)).abs().mean() < 0.1 * shift["plain"]
+
+
+def test_dynamic_range_must_be_positive():
+    import pytest
+
+    from speechlstm.errors import ConfigError
+
+    for bad in (0.0, -10.0, 200.0):
+        with pytest.raises(ConfigError, match="dynamic_range_db"):
+            FeatureConfig(dynamic_range_db=bad)

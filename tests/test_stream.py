@@ -63,6 +63,22 @@ def test_chunk_size_invariance(rec, spoken, chunk):
 
 
 @needs_model
+@pytest.mark.parametrize("shift_ms", [0, 30, 50, 70])
+def test_commands_after_digital_silence_come_out(rec, shift_ms):
+    """A gated input (a noise gate, browser noise suppression, PulseAudio starting up) gives
+    digital silence, not a noise floor, before each word: the example clips in exact zeros, their
+    first 80 ms zeroed too, at several hop alignments. The features' dynamic-range floor keeps
+    every word's score up; without it "left" fell under its threshold at some alignments."""
+    audio = np.zeros(2 * 16000 * (len(WORDS) + 1) + 16 * shift_ms, dtype=np.float32)
+    for i, word in enumerate(WORDS):
+        x, _ = read_audio(next(EXAMPLES.glob(f"{word}_*.wav")), 16000)
+        x[:1280] = 0.0
+        at = 16000 + 2 * 16000 * i + 16 * shift_ms
+        audio[at : at + len(x)] = x
+    assert [d.label for d in _run(StreamingRecognizer(rec), audio, 1600)] == WORDS
+
+
+@needs_model
 def test_silence_is_gated_and_never_fires(rec):
     s = StreamingRecognizer(rec)
     assert s.push(np.zeros(5 * 16000, np.float32)) == []
