@@ -11,7 +11,7 @@ from torch import nn
 
 from conftest import EXAMPLES, SHIPPED, TEST_MINI, needs_test_mini
 from speechlstm import CheckpointError, ConfigError, Recognizer
-from speechlstm.checkpoint import load_checkpoint
+from speechlstm.checkpoint import DEFAULT_STREAM_CHECKPOINT, load_checkpoint
 from speechlstm.export import export_model
 
 pytestmark = pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped checkpoint")
@@ -52,6 +52,23 @@ def test_exported_fp32_matches_eager_on_real_clips(eager, clips, exported, fmt):
     assert np.abs(got - ref).max() < 1e-3
     assert (got.argmax(1) == ref.argmax(1)).all()
     # the features output is the model's own MFCC
+    assert np.allclose(rec.mfcc(waves[0]), eager.mfcc(waves[0]), atol=1e-3)
+
+
+def test_the_stream_models_noise_floor_survives_onnx_export(clips, tmp_path):
+    """The shipped stream model floors its features (features.dynamic_range_db): the exported
+    graph computes the same floor, on real clips and on a clip gated to digital silence."""
+    pytest.importorskip("onnxruntime", reason="ONNX export needs the [onnx] extra")
+    pytest.importorskip("onnxscript", reason="ONNX export needs the [onnx] extra")
+    ckpt = load_checkpoint(DEFAULT_STREAM_CHECKPOINT)
+    assert ckpt.features.dynamic_range_db is not None
+    eager = Recognizer(ckpt, device="cpu")
+    rec = Recognizer.from_checkpoint(export_model(ckpt, tmp_path / "stream.onnx", "onnx"), device="cpu")
+    assert rec.checkpoint.features == ckpt.features  # the floor travels in the file's metadata
+    waves = clips[0][:64].copy()
+    waves[0, :6000] = 0.0  # digital silence before the word
+    ref, got = eager.logits(waves), rec.logits(waves)
+    assert np.abs(got - ref).max() < 1e-3
     assert np.allclose(rec.mfcc(waves[0]), eager.mfcc(waves[0]), atol=1e-3)
 
 
