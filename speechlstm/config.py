@@ -49,7 +49,8 @@ class FeatureConfig:
     # A noise floor this many dB under the window's loudest frame (white noise's spectral shape)
     # is added to the mel energies before the log, so the features span at most about this range:
     # digital silence (a muted or gated input) then looks like a quiet room, not a cliff, and the
-    # features stay level-invariant. None: off (torchaudio's fixed 1e-6 only).
+    # floor follows the input's level (the fixed 1e-6 stays, for all-zero windows). None: off
+    # (torchaudio's fixed 1e-6 only). The shipped stream model: 50.
     dynamic_range_db: float | None = None
 
     def __post_init__(self) -> None:

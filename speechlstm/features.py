@@ -22,6 +22,7 @@ class MFCC(nn.Module):
     DCT buffers: ``torch.stft`` (eager PyTorch: pocketfft is fast there), and, after
     ``use_graph_fft()``, a two-stage FFT written as matrix products (what export
     uses: ONNX Runtime's STFT/DFT kernels cost about 1 ms a clip, the matmuls a third).
+    Both take the same optional noise floor before the log (``cfg.dynamic_range_db``).
     """
 
     def __init__(self, cfg: FeatureConfig):
