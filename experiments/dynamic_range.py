@@ -23,24 +23,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechlstm.audio import pad_or_trim, read_audio
+from speechlstm.audio import pad_or_trim, read_audio, speech_bounds
 from speechlstm.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from speechlstm.data import SpeechCommands
 from speechlstm.evaluate import find_items, to_vocabulary
 from speechlstm.infer import Recognizer
-from speechlstm.train import evaluate
-
-
-def onset(clip: np.ndarray, frame: int = 160, below_db: float = 30.0) -> int:
-    """First sample of the first 10 ms frame within ``below_db`` of the loudest frame."""
-    n = len(clip) // frame
-    energy = (clip[: n * frame].reshape(n, frame) ** 2).mean(1) + 1e-12
-    level = 10 * np.log10(energy)
-    return int(np.nonzero(level > level.max() - below_db)[0][0]) * frame
+from speechlstm.train import held_out_metrics
 
 
 def conditions(clips: np.ndarray, rate: int) -> dict[str, np.ndarray]:
-    starts = [onset(c) for c in clips]
+    starts, _ = speech_bounds(clips, hop=rate // 100)  # the word's onset: first 10 ms frame within 30 dB of the loudest
 
     def gated(ms: int) -> np.ndarray:
         out = clips.copy()
@@ -63,14 +55,8 @@ def remeasured(ck: Checkpoint, root: str) -> Checkpoint:
     cfg = ck.train
     data = SpeechCommands(root, cfg.task, sample_rate=ck.features.sample_rate, clip_samples=ck.features.clip_samples,
                           silence_ratio=cfg.silence_ratio, unknown_ratio=cfg.unknown_ratio, seed=cfg.seed)
-    net, dev = ck.build_model(), torch.device("cpu")
-    metrics = dict(ck.metrics)
     with torch.inference_mode():
-        for name, key in (("validation", "val"), ("test", "test")):
-            metrics[f"{key}_loss"], metrics[f"{key}_acc"], _ = evaluate(net, data, data.split(name), dev, seed=cfg.seed)
-            oov = data.unknown_set(name)
-            if len(oov):
-                metrics[f"{key}_unknown_recall"] = evaluate(net, data, oov, dev, seed=cfg.seed)[1]
+        metrics = {**ck.metrics, **held_out_metrics(ck.build_model(), data, torch.device("cpu"), cfg.seed)}
     provenance = {**ck.provenance, "dynamic_range_db_added": "after training, by experiments/dynamic_range.py"}
     return dataclasses.replace(ck, metrics=metrics, provenance=provenance)
 

@@ -299,17 +299,27 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
     # Report the test split once, on the model chosen by validation.
     best = load_checkpoint(out)
     net = best.build_model().to(dev)
-    test_loss, test_acc, _ = evaluate(net, data, data.split("test"), dev, seed=cfg.seed)
-    best.metrics.update({"test_acc": test_acc, "test_loss": test_loss})
-    for name, key in (("validation", "val"), ("test", "test")):  # open set: every OOV clip -> _unknown_?
-        oov = data.unknown_set(name)
-        if len(oov):
-            best.metrics[f"{key}_unknown_recall"] = evaluate(net, data, oov, dev, seed=cfg.seed)[1]
+    best.metrics.update(held_out_metrics(net, data, dev, cfg.seed, splits=("test",)))
+    test_acc = best.metrics["test_acc"]
     best.provenance["train_seconds"] = round(time.time() - started, 1)
     save_checkpoint(best, out)
     tqdm.write(f"best epoch {best_epoch}: val acc {best.metrics['val_acc']:.4f}, test acc {test_acc:.4f} "
                f"-> {out}")
     return Result(out, best_epoch, best.metrics)
+
+
+def held_out_metrics(model: KeywordBiLSTM, data: SpeechCommands, device: torch.device, seed: int,
+                     splits: tuple[str, ...] = ("validation", "test")) -> dict[str, float]:
+    """``{key}_loss`` and ``{key}_acc`` on each of ``splits`` (key: val or test), and on
+    both splits ``{key}_unknown_recall``: the share of out-of-vocabulary clips -> _unknown_."""
+    out = {}
+    for name, key in (("validation", "val"), ("test", "test")):
+        if name in splits:
+            out[f"{key}_loss"], out[f"{key}_acc"], _ = evaluate(model, data, data.split(name), device, seed=seed)
+        oov = data.unknown_set(name)  # open set: every OOV clip -> _unknown_?
+        if len(oov):
+            out[f"{key}_unknown_recall"] = evaluate(model, data, oov, device, seed=seed)[1]
+    return out
 
 
 def _resolved(path: str | os.PathLike | None) -> str | None:

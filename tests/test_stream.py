@@ -21,18 +21,26 @@ def rec():
     return Recognizer.from_checkpoint(device="cpu", streaming=True)  # the model for continuous audio
 
 
-@pytest.fixture(scope="module")
-def spoken():
-    """The example clips, 2 s apart, over low noise: (audio, [(word, start_ms)])."""
+def _commands_audio(noise: float, shift_ms: int = 0, zero_lead_ms: int = 0):
+    """The example clips, 2 s apart from 1 s + ``shift_ms`` on, over white noise of RMS
+    ``noise`` (0: digital silence), each clip's first ``zero_lead_ms`` zeroed:
+    (audio, [(word, start_ms)])."""
     rng = np.random.default_rng(0)
-    audio = 0.003 * rng.standard_normal(2 * 16000 * (len(WORDS) + 1)).astype(np.float32)
+    audio = noise * rng.standard_normal(2 * 16000 * (len(WORDS) + 1) + 16 * shift_ms).astype(np.float32)
     truth = []
     for i, word in enumerate(WORDS):
         x, _ = read_audio(next(EXAMPLES.glob(f"{word}_*.wav")), 16000)
-        at = 16000 + 2 * 16000 * i
+        x[: 16 * zero_lead_ms] = 0.0
+        at = 16000 + 2 * 16000 * i + 16 * shift_ms
         audio[at : at + len(x)] += x
         truth.append((word, 1000 * at / 16000))
     return audio, truth
+
+
+@pytest.fixture(scope="module")
+def spoken():
+    """The example clips, 2 s apart, over low noise: (audio, [(word, start_ms)])."""
+    return _commands_audio(noise=0.003)
 
 
 def _run(streamer, audio, chunk):
@@ -69,12 +77,7 @@ def test_commands_after_digital_silence_come_out(rec, shift_ms):
     digital silence, not a noise floor, before each word: the example clips in exact zeros, their
     first 80 ms zeroed too, at several hop alignments. The features' dynamic-range floor keeps
     every word's score up; without it "left" fell under its threshold at some alignments."""
-    audio = np.zeros(2 * 16000 * (len(WORDS) + 1) + 16 * shift_ms, dtype=np.float32)
-    for i, word in enumerate(WORDS):
-        x, _ = read_audio(next(EXAMPLES.glob(f"{word}_*.wav")), 16000)
-        x[:1280] = 0.0
-        at = 16000 + 2 * 16000 * i + 16 * shift_ms
-        audio[at : at + len(x)] = x
+    audio, _ = _commands_audio(noise=0.0, shift_ms=shift_ms, zero_lead_ms=80)
     assert [d.label for d in _run(StreamingRecognizer(rec), audio, 1600)] == WORDS
 
 
