@@ -4,9 +4,14 @@
 # rows from its own false alarms mined again with the floor (the second mining round), its recipe,
 # and its three teachers given the same floor (a teacher must share the student's features).
 # Three seeds, two runs at a time; then calibrate each with experiments/streaming_eval.sh.
-#   bash experiments/streaming_floor.sh DATA_DIR TALK_DIR EXTRA_DIR STREAM2_DIR OUT_DIR
+#   bash experiments/streaming_floor.sh DATA_DIR TALK_DIR EXTRA_DIR STREAM2_DIR OUT_DIR [NAME TRAIN_ARGS...]
+# NAME TRAIN_ARGS: train NAME-s{0,1,2} with TRAIN_ARGS added (experiments/streaming_confusable.sh)
+# instead of floor_mined-s{0,1,2}.
 set -euo pipefail
 DATA=$1 TALK=$2 EXTRA=$3 FROM=$4 OUT=$5
+shift 5
+NAME=${1:-floor_mined}
+shift $(( $# > 0 ? 1 : 0 ))
 mkdir -p "$OUT"
 HERE=$(dirname "$0")
 for s in 0 1 2; do  # the teachers with the floor (weights untouched)
@@ -21,4 +26,4 @@ RECIPE="--talk $TALK --set train.talk_ratio=0.5 --extra-data $EXTRA/tc5 --extra-
 TUNE="--init-from $SHIPPED --set train.epochs=10 --set train.lr=1e-3 --set train.warmup_epochs=0.5"
 source "$HERE/lib.sh"
 export OUT DATA
-seeds floor_mined $RECIPE $TUNE --mine-with $SHIPPED --set train.talk_hard_share=0.5 | runs
+seeds "$NAME" $RECIPE $TUNE --mine-with $SHIPPED --set train.talk_hard_share=0.5 "$@" | runs

@@ -1,6 +1,8 @@
 """False-alarm mining: the windows of command-free read speech that a trained
-model takes for a command. Training draws a share of its read-speech
-negatives from them (``train.talk_hard_share``, ``train --mine-with CKPT``), the
+model takes for a command, and the other words it takes for one. Training
+draws a share of its read-speech negatives from the first
+(``train.talk_hard_share``) and a share of its other-word clips from the
+second (``train.extra_hard_share``; both with ``train --mine-with CKPT``), the
 way wake-word trainers feed a model its own false positives back."""
 
 from __future__ import annotations
@@ -32,3 +34,27 @@ def mine_false_alarms(recognizer: Recognizer, talk: np.ndarray, hop_ms: float = 
         clips = talk[starts[i : i + batch, None] + offsets].astype(np.float32) / 32767.0  # (B, S)
         scores[i : i + batch] = recognizer.probabilities(clips)[:, commands].max(axis=1)
     return starts[scores >= min_score]
+
+
+def confusable_weights(recognizer: Recognizer, clips: np.ndarray, words: list[str], min_score: float = 0.3,
+                       batch: int = 256, progress: bool = True) -> tuple[np.ndarray, dict[str, int]]:
+    """``clips``: (N, clip_samples) int16 clips of other words (anything sliced that way,
+    e.g. ``data.CachedClips``), ``words[i]`` the word of
+    clip i. A word is confusable when the model gives a command at least ``min_score``
+    on some of its clips; its weight is that count, spread evenly over all its clips
+    (every "now" is drawn, not only the few that fired, so that the lesson is the
+    word and not those recordings). Returns (per-clip weights (N,) float64 summing to
+    1, or all zero when nothing fired; {word: clips that fired}, most first)."""
+    if len(clips) != len(words):
+        raise ValueError(f"{len(clips)} clips but {len(words)} words")
+    commands = [i for i, name in enumerate(recognizer.labels) if name in COMMANDS10]
+    fired = np.zeros(len(clips), bool)
+    for i in tqdm(range(0, len(clips), batch), desc="mining confusable words", unit="batch", disable=not progress):
+        x = np.asarray(clips[i : i + batch], np.float32) / 32767.0
+        fired[i : i + batch] = recognizer.probabilities(x)[:, commands].max(axis=1) >= min_score
+    names, inverse, sizes = np.unique(np.asarray(words), return_inverse=True, return_counts=True)
+    hits = np.bincount(inverse, weights=fired, minlength=len(names))
+    weights = hits[inverse] / sizes[inverse]
+    total = weights.sum()
+    order = np.argsort(-hits, kind="stable")
+    return (weights / total if total else weights), {str(names[j]): int(hits[j]) for j in order if hits[j]}

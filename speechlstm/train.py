@@ -24,7 +24,7 @@ from .config import FeatureConfig, ModelConfig, TrainConfig, to_dict
 from .data import SILENCE, SpeechCommands, SplitSet
 from .errors import CheckpointError, ConfigError
 from .infer import Recognizer
-from .mining import mine_false_alarms
+from .mining import confusable_weights, mine_false_alarms
 from .model import KeywordBiLSTM, count_parameters, resolve_device
 from .windows import StreamWindows, load_talk
 
@@ -124,7 +124,8 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
     softened posteriors the model also learns (``cfg.distill_weight``, ``cfg.distill_temperature``).
     ``mine_with``: a trained checkpoint whose false alarms on the read speech become
     ``cfg.talk_hard_share`` of its rows (windows where it gives a command at least
-    ``cfg.mine_min_score``; ``mining.py``).
+    ``cfg.mine_min_score``; ``mining.py``), and whose confusable other words (from
+    ``extra_data``) become ``cfg.extra_hard_share`` of the extra other-word draws.
     ``clock``: time each stage of every training step (``speechlstm bench --train``).
     """
     out, dev = Path(out), resolve_device(device)
@@ -175,6 +176,16 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
                                  min_score=cfg.mine_min_score, progress=progress)
         tqdm.write(f"mined {len(hard)} false-alarm windows of {len(talk) / features.sample_rate / 3600:.2f} h "
                    f"of read speech with {mine_with}")
+    if cfg.extra_hard_share > 0:
+        clips, words = data.extra_unknowns()
+        if mine_with is None or not len(words) or cfg.extra_unknown_ratio <= 0:
+            raise ConfigError("train.extra_hard_share > 0 needs other words from --extra-data drawn at "
+                              "train.extra_unknown_ratio > 0 and a model to mine them with (--mine-with CKPT)")
+        weights, fired = confusable_weights(Recognizer.from_checkpoint(mine_with, device=str(dev)), clips, words,
+                                            min_score=cfg.mine_min_score, progress=progress)
+        data.set_hard_unknowns(weights, cfg.extra_hard_share)
+        tqdm.write(f"confusable words: {len(fired)} of {len(set(words))} ({sum(fired.values())} of {len(words)} "
+                   f"clips fired), most: " + ", ".join(f"{w} {n}" for w, n in list(fired.items())[:10]))
     windows = (StreamWindows(cfg, data.labels, features.sample_rate, talk, hard) if cfg.task == "commands12"
                else None)
     windows = windows if windows is not None and windows.active else None
