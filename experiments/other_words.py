@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from speechlstm.audio import pad_or_trim, read_audio
+from speechlstm.checkpoint import load_checkpoint
 from speechlstm.corpus import speaker_half
 from speechlstm.data import COMMANDS10
 from speechlstm.infer import Recognizer
@@ -35,7 +36,9 @@ def main() -> None:
     with open(args.words / "manifest.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["word"] not in COMMANDS10 and (args.words / r["file"]).is_file()
                 and (args.half == "all" or speaker_half(r["speaker"]) == args.half)]
-    clips = np.stack([pad_or_trim(read_audio(args.words / r["file"], 16000)[0], 16000) for r in rows])
+    features = load_checkpoint(args.models[0]).features  # every model here hears the same clips
+    rate, n = features.sample_rate, features.clip_samples
+    clips = np.stack([pad_or_trim(read_audio(args.words / r["file"], rate)[0], n) for r in rows])
     print(f"{len(rows)} other-word clips of {len({r['speaker'] for r in rows})} speakers")
     print("| model | " + " | ".join(f"command >= {t}" for t in THRESHOLDS) + " | most often |")
     print("|---|" + "---:|" * len(THRESHOLDS) + "---|")

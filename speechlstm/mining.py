@@ -14,6 +14,12 @@ from .data import COMMANDS10
 from .infer import Recognizer
 
 
+def _best_command(recognizer: Recognizer, clips: np.ndarray) -> np.ndarray:
+    """(B, S) int16 clips -> (B,) the highest command probability of each."""
+    commands = [i for i, name in enumerate(recognizer.labels) if name in COMMANDS10]
+    return recognizer.probabilities(np.asarray(clips, np.float32) / 32767.0)[:, commands].max(axis=1)
+
+
 def mine_false_alarms(recognizer: Recognizer, talk: np.ndarray, hop_ms: float = 100.0, min_score: float = 0.3,
                       batch: int = 256, progress: bool = True) -> np.ndarray:
     """``talk``: int16 samples at the model rate, speech that holds no command.
@@ -23,16 +29,14 @@ def mine_false_alarms(recognizer: Recognizer, talk: np.ndarray, hop_ms: float = 
     if hop_ms <= 0 or batch <= 0:
         raise ValueError(f"hop_ms and batch must be positive, got {hop_ms} and {batch}")
     size = recognizer.clip_samples
-    commands = [i for i, name in enumerate(recognizer.labels) if name in COMMANDS10]
-    if len(talk) < size or not commands:
+    if len(talk) < size or not any(name in COMMANDS10 for name in recognizer.labels):
         return np.zeros(0, np.int64)
     hop = max(1, round(recognizer.sample_rate * hop_ms / 1000))
     starts = np.arange(0, len(talk) - size + 1, hop, dtype=np.int64)
     scores = np.empty(len(starts), np.float32)
     offsets = np.arange(size)
     for i in tqdm(range(0, len(starts), batch), desc="mining false alarms", unit="batch", disable=not progress):
-        clips = talk[starts[i : i + batch, None] + offsets].astype(np.float32) / 32767.0  # (B, S)
-        scores[i : i + batch] = recognizer.probabilities(clips)[:, commands].max(axis=1)
+        scores[i : i + batch] = _best_command(recognizer, talk[starts[i : i + batch, None] + offsets])  # (B, S)
     return starts[scores >= min_score]
 
 
@@ -47,11 +51,9 @@ def confusable_weights(recognizer: Recognizer, clips: np.ndarray, words: list[st
     1, or all zero when nothing fired; {word: clips that fired}, most first)."""
     if len(clips) != len(words):
         raise ValueError(f"{len(clips)} clips but {len(words)} words")
-    commands = [i for i, name in enumerate(recognizer.labels) if name in COMMANDS10]
     fired = np.zeros(len(clips), bool)
     for i in tqdm(range(0, len(clips), batch), desc="mining confusable words", unit="batch", disable=not progress):
-        x = np.asarray(clips[i : i + batch], np.float32) / 32767.0
-        fired[i : i + batch] = recognizer.probabilities(x)[:, commands].max(axis=1) >= min_score
+        fired[i : i + batch] = _best_command(recognizer, clips[i : i + batch]) >= min_score
     names, inverse, sizes = np.unique(np.asarray(words), return_inverse=True, return_counts=True)
     hits = np.bincount(inverse, weights=fired, minlength=len(names))
     weights = hits[inverse] / sizes[inverse]

@@ -168,21 +168,21 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
         raise ConfigError("train.talk_ratio > 0 needs read speech: pass talk_dir (--talk DIR)")
     talk = load_talk(talk_dir, features.sample_rate, progress=progress) if talk_dir is not None else None
     hard = None
+    miner = (Recognizer.from_checkpoint(mine_with, device=str(dev))
+             if mine_with is not None and (cfg.talk_hard_share > 0 or cfg.extra_hard_share > 0) else None)
     if cfg.talk_hard_share > 0:
-        if talk is None or mine_with is None:
+        if talk is None or miner is None:
             raise ConfigError("train.talk_hard_share > 0 needs read speech (--talk DIR) and a model to mine "
                               "its false alarms with (--mine-with CKPT)")
-        hard = mine_false_alarms(Recognizer.from_checkpoint(mine_with, device=str(dev)), talk,
-                                 min_score=cfg.mine_min_score, progress=progress)
+        hard = mine_false_alarms(miner, talk, min_score=cfg.mine_min_score, progress=progress)
         tqdm.write(f"mined {len(hard)} false-alarm windows of {len(talk) / features.sample_rate / 3600:.2f} h "
                    f"of read speech with {mine_with}")
     if cfg.extra_hard_share > 0:
         clips, words = data.extra_unknowns()
-        if mine_with is None or not len(words) or cfg.extra_unknown_ratio <= 0:
+        if miner is None or not len(words) or cfg.extra_unknown_ratio <= 0:
             raise ConfigError("train.extra_hard_share > 0 needs other words from --extra-data drawn at "
                               "train.extra_unknown_ratio > 0 and a model to mine them with (--mine-with CKPT)")
-        weights, fired = confusable_weights(Recognizer.from_checkpoint(mine_with, device=str(dev)), clips, words,
-                                            min_score=cfg.mine_min_score, progress=progress)
+        weights, fired = confusable_weights(miner, clips, words, min_score=cfg.mine_min_score, progress=progress)
         data.set_hard_unknowns(weights, cfg.extra_hard_share)
         tqdm.write(f"confusable words: {len(fired)} of {len(set(words))} ({sum(fired.values())} of {len(words)} "
                    f"clips fired), most: " + ", ".join(f"{w} {n}" for w, n in list(fired.items())[:10]))
