@@ -59,6 +59,21 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     )
 
 
+def _other_codec(path: Path) -> bool:
+    """Does the file start like audio that libsndfile does not read but audioread's
+    decoders (FFmpeg, GStreamer) may: MP4/M4A, Matroska/WebM, ASF/WMA, AAC, AMR, AC-3,
+    or MP3 for an older libsndfile? Anything else (text, random bytes, a broken WAV)
+    is rejected at once instead of being handed to every decoder in turn (seconds)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return (head[4:8] == b"ftyp" or head.startswith((b"\x1a\x45\xdf\xa3", b"\x30\x26\xb2\x75", b"#!AMR",
+                                                    b"\x0b\x77", b"ID3"))
+            or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0))  # MPEG/AAC frame sync
+
+
 def _decode(source) -> tuple[np.ndarray, int]:
     """Decode a file path / bytes / file object with soundfile, then librosa."""
     import soundfile as sf
@@ -78,7 +93,7 @@ def _decode(source) -> tuple[np.ndarray, int]:
         data, rate = sf.read(source, dtype="float32", always_2d=True)
         return data, int(rate)
     except Exception as sf_error:  # libsndfile cannot decode it: try librosa/audioread
-        if not isinstance(source, (str, os.PathLike)):
+        if not isinstance(source, (str, os.PathLike)) or not _other_codec(Path(source)):
             raise AudioError(f"{name}: not a readable audio file ({sf_error})") from None
         try:
             import warnings

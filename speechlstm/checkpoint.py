@@ -21,6 +21,8 @@ A pretrained encoder (``speechlstm pretrain``) is a second, smaller kind of file
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import pickle
 import tempfile
@@ -110,6 +112,17 @@ def checkpoint_meta(ckpt: Checkpoint) -> dict[str, Any]:
             "model": to_dict(ckpt.model), "train": to_dict(ckpt.train), "labels": list(ckpt.labels),
             "metrics": dict(ckpt.metrics), "provenance": dict(ckpt.provenance),
             "streaming": to_dict(ckpt.streaming)}
+
+
+def content_digest(ckpt: Checkpoint) -> str:
+    """sha256 of everything a checkpoint holds (configs, labels, rule, metrics, weights):
+    what names a file derived from it, such as a cached export."""
+    h = hashlib.sha256(json.dumps(checkpoint_meta(ckpt), sort_keys=True, default=str).encode())
+    for name in sorted(ckpt.state_dict):
+        t = ckpt.state_dict[name].detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:

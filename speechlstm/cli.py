@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from .config import RUNTIME_HELP, RUNTIMES
 from .errors import ConfigError, DataError, SpeechLSTMError
 
 
@@ -73,7 +74,9 @@ def _synth(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from .infer import Recognizer
 
-    rec = Recognizer.from_checkpoint(args.checkpoint, device=args.device, int8=args.int8)
+    rec = Recognizer.from_checkpoint(args.checkpoint, device=args.device, runtime=args.runtime, int8=args.int8)
+    if args.verbose:
+        print(f"model {rec.checkpoint.source}: {rec.runtime}", file=sys.stderr)
     failed = 0
     for path in args.files:
         try:
@@ -96,7 +99,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, find_items, table, write_report
     from .infer import Recognizer
 
-    rec = Recognizer.from_checkpoint(args.checkpoint, device=args.device, int8=args.int8)
+    rec = Recognizer.from_checkpoint(args.checkpoint, device=args.device, runtime=args.runtime, int8=args.int8)
     items = find_items(args.data, args.split)
     report = evaluate(rec, items, batch_size=args.batch_size, progress=not args.quiet)
     d = report.data
@@ -133,6 +136,14 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import check, report
+
+    text, ok = report(check(runtime=not args.no_runtime))
+    print(text)
+    return 0 if ok else 1
+
+
 def _make_stream(args: argparse.Namespace) -> int:
     import soundfile as sf
 
@@ -165,7 +176,8 @@ def _streamer(args: argparse.Namespace, input_rate: int | None = None):
     from .infer import Recognizer
     from .stream import StreamingRecognizer
 
-    rec = Recognizer.from_checkpoint(args.checkpoint, device=args.model_device, streaming=True)
+    rec = Recognizer.from_checkpoint(args.checkpoint, device=args.model_device, runtime=args.runtime,
+                                     streaming=True)
     return StreamingRecognizer(rec, input_rate=input_rate, **_stream_overrides(args))
 
 
@@ -292,6 +304,7 @@ def _add_stream_options(p: argparse.ArgumentParser, device_flag: str = "--device
     p.add_argument("--no-isolation", action="store_true",
                    help="report commands inside running speech too (no voice-activity check)")
     p.add_argument(device_flag, dest="model_device", default="cpu", help="torch device for the model")
+    p.add_argument("--runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
 def _live(args: argparse.Namespace) -> int:
     from . import live
 
@@ -403,7 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--top-k", type=int, default=3)
     r.add_argument("--json", action="store_true", help="one JSON object per line")
     r.add_argument("--device", default="auto")
-    r.add_argument("--int8", action="store_true", help="dynamic int8 quantization (CPU)")
+    r.add_argument("--int8", action="store_true", help="PyTorch dynamic int8 (the same as --runtime int8)")
+    r.add_argument("--runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
+    r.add_argument("--verbose", action="store_true", help="also say how the model runs (on stderr)")
     r.set_defaults(func=_predict)
 
     sub.add_parser("serve", help="start the web demo (same as python app.py; see serve --help)",
@@ -418,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, help="folder for report.json, report.md and the PNGs")
     e.add_argument("--batch-size", type=int, default=128)
     e.add_argument("--device", default="auto")
-    e.add_argument("--int8", action="store_true", help="dynamic int8 quantization (CPU)")
+    e.add_argument("--int8", action="store_true", help="PyTorch dynamic int8 (the same as --runtime int8)")
+    e.add_argument("--runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=_evaluate)
 
@@ -438,6 +454,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: profile training steps on this dataset (time per stage, clips/s)")
     b.add_argument("--train-steps", type=int, default=40, help="training steps to time with --train")
     b.set_defaults(func=_bench)
+
+    dr = sub.add_parser("doctor", help="check the install: the torch/torchaudio pair, the front end, the runtime")
+    dr.add_argument("--no-runtime", action="store_true", help="skip building the default runtime (an export)")
+    dr.set_defaults(func=_doctor)
 
     m = sub.add_parser("make-stream", help="build a long test recording with ground truth")
     m.add_argument("--data", help="Speech Commands root (the command clips and background noise)")

@@ -4,12 +4,21 @@ feature and model sizes are defined and derived."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
 from .errors import ConfigError
 
 T = TypeVar("T")
+
+# How a checkpoint runs (``Recognizer(runtime=...)``). "auto": on the CPU the fastest one measured
+# (README, "Speed"), ONNX Runtime with int8 weights, exported once into the user's cache; on a
+# GPU, eager PyTorch. "eager": PyTorch fp32; "int8": PyTorch dynamic int8; "onnx", "onnx-int8".
+RUNTIMES = ("auto", "eager", "int8", "onnx", "onnx-int8")
+RUNTIME_HELP = ("how the model runs (default auto: on the CPU ONNX Runtime with int8 weights, exported once "
+                "into the cache; eager: PyTorch fp32)")
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any] | None) -> T:
@@ -26,6 +35,14 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None) -> T:
         if f.name in data and isinstance(data[f.name], list):
             data[f.name] = tuple(data[f.name])
     return cls(**data)
+
+
+def default_cache_dir() -> Path:
+    """Where generated files live (the clip cache, exported runtimes): ``$SPEECHLSTM_CACHE``,
+    else ``$XDG_CACHE_HOME/speechlstm``, else ``~/.cache/speechlstm``."""
+    base = os.environ.get("SPEECHLSTM_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "speechlstm")
+    return Path(base)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .config import default_cache_dir
 from .audio import pad_or_trim, read_audio
 from .errors import AudioError, DataError
 
@@ -185,12 +186,6 @@ class ClipCache:
         meta_path.write_text(json.dumps({"root": str(index.root), "rows": rows, "skipped": skipped}))
         return cls(np.load(data_path, mmap_mode="r"), {rel: i for i, rel in enumerate(rows)},
                    [tuple(s) for s in skipped])
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("SPEECHLSTM_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "speechlstm")
-    return Path(base)
 
 
 def _cache_key(index: SpeechCommandsIndex, sample_rate: int, clip_samples: int) -> str:

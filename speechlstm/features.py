@@ -7,10 +7,16 @@ import math
 
 import torch
 import torch.nn.functional as F
-import torchaudio
 from torch import nn
 
 from .config import FeatureConfig
+from .pins import pair_problem, versions_line
+
+try:
+    import torchaudio
+except OSError as e:  # its compiled library, built for another torch release, does not load
+    raise ImportError(f"torchaudio cannot load ({versions_line()}): "
+                      f"{pair_problem() or str(e).splitlines()[0]}") from e
 
 _LOG_OFFSET = 1e-6  # what torchaudio.transforms.MFCC adds before the log when log_mels=True
 

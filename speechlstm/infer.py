@@ -3,6 +3,7 @@ and the live loop. Everything is rebuilt from the checkpoint alone."""
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +14,12 @@ import torch
 
 from .audio import AudioSource, pad_or_trim, read_audio, speech_window
 from .checkpoint import DEFAULT_STREAM_CHECKPOINT, Checkpoint, load_checkpoint
-from .errors import ConfigError
+from .config import RUNTIMES
+from .errors import ConfigError, SpeechLSTMError
 from .runtime import Runner, TorchRunner, WithFeatures, exported_kind, load_exported, quantize_int8
 from .model import count_parameters, resolve_device
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,24 +49,24 @@ class Recognizer:
     >>> rec.predict_file("yes.wav").label
     'yes'
 
-    The same API runs an int8-quantized model (``int8=True``) or an exported
-    ONNX / TorchScript file (``from_checkpoint("model.onnx")``).
+    ``runtime`` (one of ``RUNTIMES``) says how the model runs: ``"auto"`` (the default)
+    takes the fastest measured on the CPU, ONNX Runtime with int8 weights, exported
+    once and cached (``runtime_note`` says where, or why it fell back to eager);
+    ``"eager"`` is PyTorch fp32, ``"int8"`` PyTorch dynamic int8, ``"onnx"`` and
+    ``"onnx-int8"`` ONNX Runtime. Exported ONNX / TorchScript files load too
+    (``from_checkpoint("model.onnx")``).
     """
 
-    def __init__(self, checkpoint: Checkpoint, device: str = "auto", *, int8: bool = False,
-                 runner: Runner | None = None):
+    def __init__(self, checkpoint: Checkpoint, device: str = "auto", *, runtime: str = "auto",
+                 int8: bool = False, threads: int | None = None, runner: Runner | None = None):
         self.checkpoint = checkpoint
         self.device = resolve_device(device)
+        self.runtime_note = ""
         if runner is None:
-            model = checkpoint.build_model()
-            if int8:
-                if self.device.type != "cpu":
-                    raise ConfigError("int8 (dynamic quantization) runs on the CPU only; use device='cpu'")
-                runner = TorchRunner(WithFeatures(quantize_int8(model)), self.device, "int8")
-            else:
-                runner = TorchRunner(WithFeatures(model), self.device, "fp32")
+            runtime = "int8" if int8 else runtime
+            runner, self.runtime_note = self._runner(checkpoint, runtime, threads)
         self.runner = runner
-        self.backend: str = runner.kind  # "fp32", "int8", "onnx" or "torchscript"
+        self.backend: str = runner.kind  # "fp32", "int8", "onnx", "onnx-int8" or "torchscript"
         self.parameters: int = int(checkpoint.provenance.get("parameters") or (
             count_parameters(checkpoint.build_model()) if checkpoint.state_dict else 0))
         self.labels: list[str] = list(checkpoint.labels)
@@ -70,21 +74,52 @@ class Recognizer:
         self.clip_samples: int = checkpoint.features.clip_samples
         self._hop = checkpoint.features.hop_samples
 
+    def _runner(self, ckpt: Checkpoint, runtime: str, threads: int | None) -> tuple[Runner, str]:
+        """The runner for ``runtime`` on ``self.device``, and a note on where it came from."""
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"unknown runtime {runtime!r}: one of {', '.join(RUNTIMES)}")
+        cpu = self.device.type == "cpu"
+        if runtime != "eager" and runtime != "auto" and not cpu:
+            raise ConfigError(f"runtime {runtime!r} runs on the CPU only; use device='cpu'")
+        if runtime == "int8":
+            return TorchRunner(WithFeatures(quantize_int8(ckpt.build_model())), self.device, "int8"), ""
+        if runtime in ("onnx", "onnx-int8") or (runtime == "auto" and cpu):
+            from .export import cached_onnx  # writes the cached file: above this module
+
+            int8 = runtime != "onnx"
+            try:
+                runner, path, built = cached_onnx(ckpt, int8=int8, threads=threads)
+                return runner, f"{'exported to' if built else 'cached at'} {path}"
+            except SpeechLSTMError as e:
+                if runtime != "auto":
+                    raise
+                note = f"eager: ONNX Runtime unavailable ({e})"
+                log.warning("speechlstm runs %s", note)
+                return TorchRunner(WithFeatures(ckpt.build_model()), self.device, "fp32"), note
+        return TorchRunner(WithFeatures(ckpt.build_model()), self.device, "fp32"), ""
+
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None, device: str = "auto", *,
-                        int8: bool = False, threads: int | None = None, streaming: bool = False) -> "Recognizer":
+                        runtime: str = "auto", int8: bool = False, threads: int | None = None,
+                        streaming: bool = False) -> "Recognizer":
         """Load a checkpoint (``None``: the shipped commands12 model; with ``streaming``,
         the shipped model trained for continuous audio) or an exported ``.onnx`` /
-        TorchScript file. ``int8``: dynamic int8 quantization (CPU); ``threads``: how many
-        cores ONNX Runtime spreads a batch over (torch's count is global: torch.set_num_threads)."""
+        TorchScript file. ``runtime``: see the class; ``int8``: the same as
+        ``runtime="int8"``; ``threads``: how many cores ONNX Runtime spreads a batch over
+        (torch's count is global: torch.set_num_threads)."""
         if path is None and streaming:
             path = DEFAULT_STREAM_CHECKPOINT
         if path is not None and Path(path).is_file() and exported_kind(Path(path)):
-            if int8:
-                raise ConfigError(f"{path} is an exported model; quantize at export time (--int8)")
+            if int8 or runtime not in ("auto", "onnx", "onnx-int8", "torchscript"):
+                raise ConfigError(f"{path} is an exported model: it runs as exported (quantize at export, --int8)")
             ckpt, runner = load_exported(path, resolve_device(device), threads)
             return cls(ckpt, device, runner=runner)
-        return cls(load_checkpoint(path), device, int8=int8)
+        return cls(load_checkpoint(path), device, runtime=runtime, int8=int8, threads=threads)
+
+    @property
+    def runtime(self) -> str:
+        """How the model runs, in words: e.g. "onnx-int8 on cpu (cached at ...)"."""
+        return f"{self.backend} on {self.device}" + (f" ({self.runtime_note})" if self.runtime_note else "")
 
     # ---------------------------------------------------------------- core
     def logits(self, clips: np.ndarray | torch.Tensor) -> np.ndarray:

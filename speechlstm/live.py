@@ -36,6 +36,11 @@ def list_devices() -> str:
     return str(_sounddevice().query_devices())
 
 
+def portaudio_version() -> str:
+    """PortAudio's version text; DeviceError where it is missing."""
+    return _sounddevice().get_portaudio_version()[1]
+
+
 def _device(device: str | None) -> int | str | None:
     if device is None:
         return None

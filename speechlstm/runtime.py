@@ -8,7 +8,9 @@ n_labels)`` and, when asked, ``mfcc (B, frames, n_mfcc)``, as numpy. Large
 batches run in chunks of ``CHUNK`` clips: a chunk's spectrograms stay in the
 cache, so throughput does not fall as batches grow. ONNX Runtime runs its
 chunks side by side, one single-threaded run per core (its intra-op threads
-gain little on this model's many small operators).
+gain little on this model's many small operators); an int8 model runs one clip
+a run (its activations are quantized per run), so batching never changes a
+clip's answer.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ META_KEY = "speechlstm"  # ONNX metadata entry holding the checkpoint's configs,
 TS_EXTRA = "speechlstm.json"  # TorchScript extra file holding the same
 CHUNK = 32  # clips per PyTorch call in a large batch (16-64 are alike here; 256 in one call was 2x slower)
 ORT_CHUNK = 16  # clips per ONNX Runtime run
+PROBE_ATOL = 1e-4  # how far a cached export's logits on the probe clips may move before it is rebuilt
 
 
 class Runner(Protocol):
@@ -114,6 +117,9 @@ class OnnxRunner:
         except Exception as e:  # onnxruntime raises its own exception types
             raise CheckpointError(f"{path}: onnxruntime cannot load it ({str(e).splitlines()[0]})") from None
         self.kind = "onnx"
+        # dynamic int8 quantizes activations with one scale per run: a clip's logits would
+        # move (by up to 0.03 in probability on test_mini) with the other clips of its batch
+        self.per_clip = False
 
     def __call__(self, waves: np.ndarray, features: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         names = ["logits", "mfcc"] if features else ["logits"]
@@ -122,8 +128,35 @@ class OnnxRunner:
             out = self.session.run(names, {"waveform": np.ascontiguousarray(w, dtype=np.float32)})
             return out[0], out[1] if features else None
 
-        chunk = min(ORT_CHUNK, math.ceil(len(waves) / self.threads))  # every core gets work
+        # every core gets work; int8 runs one clip at a time, so that a clip's answer never
+        # depends on the clips batched with it
+        chunk = 1 if self.per_clip else min(ORT_CHUNK, math.ceil(len(waves) / self.threads))
         return _chunked(run, waves, max(1, chunk), self._pool)
+
+
+def probe_waves(clip_samples: int, sample_rate: int) -> np.ndarray:
+    """Two fixed clips (a chirp under noise, a noise burst): what an export records its
+    own logits on, so that a cached file can prove it still computes them. (2, S) float32."""
+    t = np.arange(clip_samples) / sample_rate
+    rng = np.random.default_rng(12345)
+    chirp = 0.3 * np.sin(2 * np.pi * (200 + 1500 * t) * t) + 0.01 * rng.standard_normal(clip_samples)
+    burst = 0.2 * rng.standard_normal(clip_samples) * (np.abs(t - t.mean()) < 0.2)
+    return np.stack([chirp, burst]).astype(np.float32)
+
+
+def check_export(ckpt: Checkpoint, runner: Runner, digest: str) -> None:
+    """Raise CheckpointError unless an exported model is the one for ``digest`` and still
+    gives the logits it recorded on the probe clips (a damaged or stale cache)."""
+    meta = ckpt.provenance.get("export") or {}
+    if meta.get("digest") != digest:
+        raise CheckpointError(f"{ckpt.source}: exported from another checkpoint or speechlstm version")
+    probe = meta.get("probe_logits")
+    if not probe:
+        raise CheckpointError(f"{ckpt.source}: exported without probe logits")
+    got = np.concatenate([runner(w[None])[0] for w in probe_waves(ckpt.features.clip_samples,
+                                                                  ckpt.features.sample_rate)])
+    if got.shape != np.shape(probe) or not np.allclose(got, probe, atol=PROBE_ATOL, rtol=0):
+        raise CheckpointError(f"{ckpt.source}: its outputs differ from the ones recorded at export")
 
 
 def exported_kind(path: Path) -> str | None:
@@ -165,4 +198,6 @@ def load_exported(path: str | os.PathLike, device: torch.device,
         raise CheckpointError(f"{path}: unreadable metadata ({e})") from None
     ckpt = checkpoint_from_dict(meta, path, weights=False)
     ckpt.provenance["export"] = meta.get("export", {})
+    if kind == "onnx" and ckpt.provenance["export"].get("int8"):
+        runner.kind, runner.per_clip = "onnx-int8", True
     return ckpt, runner

@@ -4,6 +4,7 @@ StreamingRecognizer; everything about the model comes from its checkpoint."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import threading
 import time
@@ -19,6 +20,7 @@ import torch  # noqa: E402
 
 from .audio import pad_or_trim, read_audio  # noqa: E402
 from .checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
+from .config import RUNTIME_HELP, RUNTIMES  # noqa: E402
 from .errors import SpeechLSTMError  # noqa: E402
 from .infer import Prediction, Recognizer  # noqa: E402
 from .stream import StreamingRecognizer  # noqa: E402
@@ -31,9 +33,17 @@ MAX_SECONDS = 120.0
 # throughput and doubled the handler's time (benchmarks/app_load.py).
 MODEL_CONCURRENCY = 1
 _FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # no web fonts: nothing fetched from a CDN
+log = logging.getLogger(__name__)
 
 
-def model_card(rec: Recognizer) -> str:
+def _rejected(message: str, path: str | None = None) -> gr.Error:
+    """A user's bad input: a message in the page and one line in the server's log, no
+    traceback (Gradio prints one for every other exception: those are our bugs)."""
+    log.warning("rejected %s: %s", Path(path).name if path else "request", message)
+    return gr.Error(message, print_exception=False)
+
+
+def model_card(rec: Recognizer, live_rec: Recognizer | None = None) -> str:
     ck = rec.checkpoint
     m = ck.metrics
     rows = [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in m.items()]
@@ -42,6 +52,8 @@ def model_card(rec: Recognizer) -> str:
         "## Model", "",
         f"Bidirectional LSTM on MFCCs, {n_params:,} parameters, {len(rec.labels)} labels: {', '.join(f'`{x}`' for x in rec.labels)}.", "",
         "| metric | value |", "|---|---|", *rows, "",
+        f"**Runtime** (Clip tab): {rec.runtime}", "",
+        *([f"**Live tab**: `{live_rec.checkpoint.source.name}`, {live_rec.runtime}", ""] if live_rec else []),
         f"**Features**: `{ck.features}`", "", f"**Model**: `{ck.model}`", "",
         f"**Provenance**: `{ck.provenance}`", "",
     ]
@@ -61,17 +73,17 @@ def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS, live_rec: Reco
     def read(path: str | None) -> np.ndarray:
         """An uploaded file -> mono samples at the model rate, or a message for the page."""
         if not path:
-            raise gr.Error("No audio: record or upload a clip first.")
+            raise _rejected("No audio: record or upload a clip first.")
         try:
-            try:
-                seconds = sf.info(path).duration
-            except RuntimeError:
-                seconds = 0.0  # not a libsndfile format: read_audio decides
-            if seconds > max_seconds:
-                raise gr.Error(f"The clip is {seconds:.0f} s long; the limit is {max_seconds:.0f} s.")
+            seconds = sf.info(path).duration
+        except RuntimeError:
+            seconds = 0.0  # not a libsndfile format: read_audio decides
+        if seconds > max_seconds:
+            raise _rejected(f"The clip is {seconds:.0f} s long; the limit is {max_seconds:.0f} s.", path)
+        try:
             return read_audio(path, rec.sample_rate)[0]
         except SpeechLSTMError as e:
-            raise gr.Error(f"Could not use this audio: {str(e).replace(str(path), Path(path).name)}") from None
+            raise _rejected(f"Could not use this audio: {str(e).replace(str(path), Path(path).name)}", path) from None
 
     def recognize(path: str | None, top_k: int) -> tuple[Prediction, float]:
         """Read and recognize one upload -> (prediction, milliseconds it took)."""
@@ -118,47 +130,48 @@ def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS, live_rec: Reco
                 state["log"].insert(0, [f"{d.time_ms / 1000:7.2f} s", d.label, f"{d.score:.2f}"])
             del state["log"][50:]  # the session state stays bounded however long the stream runs
         except SpeechLSTMError as e:
-            raise gr.Error(f"Bad audio chunk: {e}") from None
+            raise _rejected(f"Bad audio chunk: {e}") from None
         current = streamer.last_probs
         top = {live_rec.labels[i]: float(current[i]) for i in np.argsort(-current)[:5]} if current is not None else {}
         return top, state["log"], state
 
     with gr.Blocks(title="speechlstm") as demo:
         gr.Markdown("# speechlstm\nSay one of: " + ", ".join(f"**{x}**" for x in rec.labels if not x.startswith("_")))
-        with gr.Tab("Clip"):
-            with gr.Row():
-                with gr.Column():
-                    audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio clip",
-                                     elem_id="clip-audio")
-                    button = gr.Button("Recognize", variant="primary", elem_id="recognize")
-                    examples = sorted(EXAMPLES_DIR.glob("*.wav"))
-                    if examples:
-                        gr.Examples([[str(p)] for p in examples], inputs=[audio], label="Real example clips")
-                with gr.Column():
-                    label = gr.Label(num_top_classes=5, label="Prediction", elem_id="prediction")
-                    info = gr.Markdown(elem_id="info")
-                    plot = gr.Plot(label="Waveform and MFCC (shaded: the 1 s window that decided)")
-            decided = gr.State(None)
-            for trigger, name in ((button.click, "classify"), (audio.stop_recording, False)):
-                trigger(classify, inputs=audio, outputs=[label, info, decided], api_name=name,
-                        concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY,
-                        ).then(figure, inputs=[audio, decided], outputs=plot, api_name="figure" if name else False,
-                               api_visibility="undocumented", concurrency_id="figure", concurrency_limit=1,
-                               show_progress="minimal")
-        gr.api(predict, api_name="predict", queue=False)
-        with gr.Tab("Live"):
-            gr.Markdown("Press record and speak commands; detections appear as they fire.")
-            with gr.Row():
-                mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone",
-                               elem_id="live-mic")
-                current = gr.Label(num_top_classes=5, label="Current", elem_id="live-current")
-            log = gr.Dataframe(headers=["time", "command", "confidence"], label="Detections",
-                               interactive=False, elem_id="live-detections")
-            state = gr.State(None)
-            mic.stream(live, inputs=[mic, state], outputs=[current, log, state], stream_every=0.5,
-                       time_limit=600, api_name=False)
-        with gr.Tab("Model"):
-            gr.Markdown(model_card(rec))
+        with gr.Tabs():  # one tab bar: nothing but tabs inside it (an element between two tabs splits the bar)
+            with gr.Tab("Clip"):
+                with gr.Row():
+                    with gr.Column():
+                        audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio clip",
+                                         elem_id="clip-audio")
+                        button = gr.Button("Recognize", variant="primary", elem_id="recognize")
+                        examples = sorted(EXAMPLES_DIR.glob("*.wav"))
+                        if examples:
+                            gr.Examples([[str(p)] for p in examples], inputs=[audio], label="Real example clips")
+                    with gr.Column():
+                        label = gr.Label(num_top_classes=5, label="Prediction", elem_id="prediction")
+                        info = gr.Markdown(elem_id="info")
+                        plot = gr.Plot(label="Waveform and MFCC (shaded: the 1 s window that decided)")
+                decided = gr.State(None)
+                for trigger, name in ((button.click, "classify"), (audio.stop_recording, False)):
+                    trigger(classify, inputs=audio, outputs=[label, info, decided], api_name=name,
+                            concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY,
+                            ).then(figure, inputs=[audio, decided], outputs=plot,
+                                   api_name="figure" if name else False, api_visibility="undocumented",
+                                   concurrency_id="figure", concurrency_limit=1, show_progress="minimal")
+            with gr.Tab("Live"):
+                gr.Markdown("Press record and speak commands; detections appear as they fire.")
+                with gr.Row():
+                    mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone",
+                                   elem_id="live-mic")
+                    current = gr.Label(num_top_classes=5, label="Current", elem_id="live-current")
+                log = gr.Dataframe(headers=["time", "command", "confidence"], label="Detections",
+                                   interactive=False, elem_id="live-detections")
+                state = gr.State(None)
+                mic.stream(live, inputs=[mic, state], outputs=[current, log, state], stream_every=0.5,
+                           time_limit=600, api_name=False)
+            with gr.Tab("Model"):
+                gr.Markdown(model_card(rec, live_rec))
+        gr.api(predict, api_name="predict", queue=False)  # an endpoint, not a tab: outside the tab bar
     return demo
 
 
@@ -170,10 +183,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true", help="also serve through a public Gradio link")
     p.add_argument("--device", default="auto")
+    p.add_argument("--runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
     args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(1)  # batch-1 requests gain nothing from a second thread; HTTP work takes that core
-    rec = Recognizer.from_checkpoint(args.checkpoint, device=args.device)
-    live_rec = Recognizer.from_checkpoint(device=args.device, streaming=True) if args.checkpoint is None else rec
+    rec = Recognizer.from_checkpoint(args.checkpoint, device=args.device, runtime=args.runtime)
+    live_rec = (Recognizer.from_checkpoint(device=args.device, runtime=args.runtime, streaming=True)
+                if args.checkpoint is None else rec)
     launch(rec, args.host, args.port, share=args.share, live_rec=live_rec)
 
 

@@ -63,9 +63,18 @@ def fake_dataset(tmp_path: Path) -> Path:
     return make_fake_dataset(tmp_path / "sc")
 
 
+@pytest.fixture(scope="session")
+def runtime_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder of exported runtimes for the whole run: each shipped model is exported
+    once (the default runtime's first use), not once a test."""
+    return tmp_path_factory.mktemp("runtime")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runtime_cache: Path) -> None:
     monkeypatch.setenv("SPEECHLSTM_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "runtime").symlink_to(runtime_cache, target_is_directory=True)
 
 
 def needs(path: Path) -> pytest.MarkDecorator:
