@@ -33,6 +33,25 @@ MAX_SECONDS = 120.0
 # throughput and doubled the handler's time (benchmarks/app_load.py).
 MODEL_CONCURRENCY = 1
 _FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # no web fonts: nothing fetched from a CDN
+# Browsers clean a microphone for calls by default (echo cancellation, noise suppression, automatic
+# gain): the gain pumps to full scale and clips, and the suppressor gates the pauses to digital
+# silence. The model was trained on recordings as they were made, so the page asks for the raw
+# microphone (Gradio's recorder asks getUserMedia for plain {audio: true}).
+RAW_MICROPHONE = """<script>
+(() => {
+  const media = navigator.mediaDevices;
+  if (!media || !media.getUserMedia) return;
+  const ask = media.getUserMedia.bind(media);
+  media.getUserMedia = (constraints) => {
+    if (constraints && constraints.audio) {
+      const audio = typeof constraints.audio === "object" ? constraints.audio : {};
+      constraints = {...constraints, audio: {echoCancellation: false, noiseSuppression: false,
+                                             autoGainControl: false, ...audio}};
+    }
+    return ask(constraints);
+  };
+})();
+</script>"""
 log = logging.getLogger(__name__)
 
 
@@ -200,6 +219,6 @@ def launch(rec: Recognizer, host: str = "127.0.0.1", port: int = 7860, share: bo
     demo.queue(default_concurrency_limit=4, max_size=256)
     demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
                 theme=gr.themes.Default(font=_FONTS, font_mono=["ui-monospace", "monospace"]),
-                footer_links=["api"], allowed_paths=[str(EXAMPLES_DIR)], prevent_thread_lock=not block,
+                footer_links=["api"], allowed_paths=[str(EXAMPLES_DIR)], prevent_thread_lock=not block, head=RAW_MICROPHONE,
                 quiet=not block)
     return demo

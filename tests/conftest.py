@@ -71,10 +71,13 @@ def runtime_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runtime_cache: Path) -> None:
-    monkeypatch.setenv("SPEECHLSTM_CACHE", str(tmp_path / "cache"))
-    (tmp_path / "cache").mkdir()
-    (tmp_path / "cache" / "runtime").symlink_to(runtime_cache, target_is_directory=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+                    runtime_cache: Path) -> None:
+    """A fresh cache a test (outside its tmp_path, which tests use as a dataset root), sharing the
+    session's exported runtimes."""
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("SPEECHLSTM_CACHE", str(cache))
+    (cache / "runtime").symlink_to(runtime_cache, target_is_directory=True)
 
 
 def needs(path: Path) -> pytest.MarkDecorator:

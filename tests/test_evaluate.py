@@ -79,7 +79,7 @@ def test_all_layouts_give_the_same_accuracy_and_reports_are_written(tmp_path):
     assert reports[0].data["per_class"]["_unknown_"]["support"] == 1  # "marvin" counted as _unknown_
     d = reports[0].data  # the open-set rate is reported on its own, and is that one clip's outcome
     assert d["oov_to_unknown"] == d["per_class"]["_unknown_"]["recall"] in (0.0, 1.0)
-    assert d["backend"] == "fp32"
+    assert d["backend"] == "onnx-int8"  # the default CPU runtime
     out = write_report(reports[1], tmp_path / "report")
     data = json.loads((out / "report.json").read_text())
     for key in ("accuracy", "accuracy_ci95", "per_class", "top_confusions", "ece", "latency_ms", "unreadable"):

@@ -20,7 +20,7 @@ EXAMPLE_WAVS = sorted(EXAMPLES.glob("*.wav"))
 
 @pytest.fixture(scope="module")
 def eager():
-    return Recognizer.from_checkpoint(device="cpu")
+    return Recognizer.from_checkpoint(device="cpu", runtime="eager")
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_the_stream_models_noise_floor_survives_onnx_export(clips, tmp_path):
     pytest.importorskip("onnxscript", reason="ONNX export needs the [onnx] extra")
     ckpt = load_checkpoint(DEFAULT_STREAM_CHECKPOINT)
     assert ckpt.features.dynamic_range_db is not None
-    eager = Recognizer(ckpt, device="cpu")
+    eager = Recognizer(ckpt, device="cpu", runtime="eager")
     rec = Recognizer.from_checkpoint(export_model(ckpt, tmp_path / "stream.onnx", "onnx"), device="cpu")
     assert rec.checkpoint.features == ckpt.features  # the floor travels in the file's metadata
     waves = clips[0][:64].copy()
