@@ -84,7 +84,7 @@ def main() -> None:
         base = load_checkpoint(path)
         truth = [to_vocabulary(label, base.labels) for label in items.labels]
         for level in levels:
-            rec = Recognizer(with_level(base, level), "cpu")
+            rec = Recognizer(with_level(base, level), "cpu", runtime="eager")
             accs = []
             for x in sets.values():
                 pred = [base.labels[i] for i in rec.probabilities(x).argmax(1)]

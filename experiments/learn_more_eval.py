@@ -34,7 +34,7 @@ COLUMNS = (("val_acc", "val acc %"), ("val_unknown_recall", "val other words -> 
 def score(path: Path, test_mini: str, speech: str | None) -> dict:
     ckpt = load_checkpoint(path)
     out = {k: ckpt.metrics.get(k) for k in ("val_acc", "val_unknown_recall", "test_acc", "test_unknown_recall")}
-    rec = Recognizer(ckpt, device="cpu")
+    rec = Recognizer(ckpt, device="cpu", runtime="eager")
     report = evaluate(rec, find_items(test_mini), progress=False, latency_clips=0).data
     out.update(test_mini_acc=report["accuracy"], test_mini_oov=report.get("oov_to_unknown"))
     if speech:
@@ -47,7 +47,7 @@ def score(path: Path, test_mini: str, speech: str | None) -> dict:
 
 def ensemble(paths: list[Path], test_mini: str) -> dict:
     """test_mini accuracy and _unknown_ recall of the models' mean posteriors."""
-    recs = [Recognizer(load_checkpoint(p), device="cpu") for p in paths]
+    recs = [Recognizer(load_checkpoint(p), device="cpu", runtime="eager") for p in paths]
     items, labels = find_items(test_mini), recs[0].labels
     truth = np.array([labels.index(to_vocabulary(label, labels)) for label in items.labels])
     clips = np.stack([recs[0].prepare(p)[0] for p in items.paths])

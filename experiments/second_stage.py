@@ -52,8 +52,8 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
 
-    streamer = StreamingRecognizer(Recognizer.from_checkpoint(args.stream_model, "cpu", streaming=True))
-    clip_model = Recognizer.from_checkpoint(args.clip_model, "cpu")
+    streamer = StreamingRecognizer(Recognizer.from_checkpoint(args.stream_model, "cpu", runtime="eager", streaming=True))
+    clip_model = Recognizer.from_checkpoint(args.clip_model, "cpu", runtime="eager")
     labels = streamer.recognizer.labels
     audio, recs = {}, {}
     for name, truth_csv in ((args.split, args.streams / f"{args.split}.csv"), (f"{args.split}_talk", None)):

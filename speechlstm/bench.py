@@ -77,7 +77,7 @@ def run_bench(checkpoint: str | os.PathLike | None = None, device: str = "cpu", 
     results: dict = {"device": str(dev), "torch": str(torch.__version__), "threads": torch.get_num_threads(),
                      "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
                      "checkpoint": str(ckpt.source), "latency": {}, "throughput": {}}
-    fp32 = Recognizer(ckpt, str(dev))
+    fp32 = Recognizer(ckpt, str(dev), runtime="eager")
     results["parameters"] = fp32.parameters
     results["checkpoint_mb"] = round(ckpt.source.stat().st_size / 1e6, 2)
     clips = bench_clips(fp32, max(batch_sizes))
@@ -255,6 +255,7 @@ def format_table(r: dict) -> str:
         lines.append(f"  {name:<12}{s['median_ms']:>11.3f}{s['p95_ms']:>9.3f}{base / s['median_ms']:>8.2f}x")
     if isinstance(r.get("onnx"), str):
         lines.append(f"  onnx: {r['onnx']}")
+    lines.append("  default runtime on a CPU (Recognizer.from_checkpoint): onnx_int8, one clip a run")
     lines += ["", "throughput (all threads), clips/s"]
     lines += [f"  {k:<14}{v:>12,.0f}" for k, v in r["throughput"].items()]
     m = r["mfcc"]

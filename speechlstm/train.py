@@ -168,7 +168,7 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
         raise ConfigError("train.talk_ratio > 0 needs read speech: pass talk_dir (--talk DIR)")
     talk = load_talk(talk_dir, features.sample_rate, progress=progress) if talk_dir is not None else None
     hard = None
-    miner = (Recognizer.from_checkpoint(mine_with, device=str(dev))
+    miner = (Recognizer.from_checkpoint(mine_with, device=str(dev), runtime="eager")
              if mine_with is not None and (cfg.talk_hard_share > 0 or cfg.extra_hard_share > 0) else None)
     if cfg.talk_hard_share > 0:
         if talk is None or miner is None:
