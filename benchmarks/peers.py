@@ -297,11 +297,11 @@ def score_clips(system: System, clips: list[np.ndarray], labels: list[str], comm
                 warmup: int = 3) -> dict:
     from speechlstm.evaluate import wilson_interval
 
-    run = system.classify
-    if system.transcribe is not None:
-        def run(x):
-            text, no_speech_prob = system.transcribe(x)
-            return system.rule.label(text, commands, no_speech_prob)
+    def run(x: np.ndarray) -> str:
+        if system.transcribe is None:
+            return system.classify(x)
+        text, no_speech_prob = system.transcribe(x)
+        return system.rule.label(text, commands, no_speech_prob)
     for x in clips[:warmup]:
         run(x)
     preds, seconds = [], []

@@ -5,7 +5,7 @@
 # and its three teachers given the same floor (a teacher must share the student's features).
 # Three seeds, two runs at a time; then calibrate each with experiments/streaming_eval.sh.
 #   bash experiments/streaming_floor.sh DATA_DIR TALK_DIR EXTRA_DIR STREAM2_DIR OUT_DIR [NAME TRAIN_ARGS...]
-# NAME TRAIN_ARGS: train NAME-s{0,1,2} with TRAIN_ARGS added (experiments/streaming_confusable.sh)
+# NAME TRAIN_ARGS: train NAME-s{0,1,2} with TRAIN_ARGS added
 # instead of floor_mined-s{0,1,2}.
 set -euo pipefail
 DATA=$1 TALK=$2 EXTRA=$3 FROM=$4 OUT=$5

@@ -374,8 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "checkpoint with the same labels (same feature/model settings)")
     t.add_argument("--mine-with", metavar="CKPT",
                    help="draw train.talk_hard_share of the --talk rows from this model's false alarms on them "
-                        "(windows where it gives a command >= train.mine_min_score), and train.extra_hard_share "
-                        "of the --extra-data other words from the words it takes for a command")
+                        "(windows where it gives a command >= train.mine_min_score)")
     t.add_argument("--teacher", action="append", metavar="CKPT",
                    help="distil from trained models with the same labels (repeatable: their mean); "
                         "weight train.distill_weight (set it > 0), temperature train.distill_temperature")

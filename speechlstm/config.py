@@ -177,9 +177,6 @@ class TrainConfig:
     talk_ratio: float = 0.0  # extra rows of read speech (--talk, no command words) as _unknown_, per batch row
     talk_hard_share: float = 0.0  # share of those rows drawn from mined false alarms (mining.py, --mine-with CKPT)
     mine_min_score: float = 0.3  # ... the windows where that model gives a command at least this probability
-    extra_hard_share: float = 0.0  # share of the extra_unknown_ratio draws taken from confusable words: each
-    # other word of --extra-data drawn in proportion to how many of its clips the --mine-with model takes
-    # for a command (at least mine_min_score), spread over all its clips (mining.confusable_weights)
     # distillation (train --teacher CKPT, repeatable): the loss is (1 - w) * cross-entropy + w * T^2 *
     # KL(teachers' mean softened posteriors || the student's), on the same augmented batch
     distill_weight: float = 0.0
@@ -208,8 +205,8 @@ class TrainConfig:
             raise ConfigError("need 0 <= unknown_fraction < keep_fraction <= 1")
         if not 0 <= self.distill_weight <= 1 or self.distill_temperature <= 0:
             raise ConfigError("need 0 <= distill_weight <= 1 and distill_temperature > 0")
-        if not (0 <= self.talk_hard_share <= 1 and 0 <= self.extra_hard_share <= 1 and 0 <= self.mine_min_score <= 1):
-            raise ConfigError("talk_hard_share, extra_hard_share and mine_min_score must be in [0, 1]")
+        if not (0 <= self.talk_hard_share <= 1 and 0 <= self.mine_min_score <= 1):
+            raise ConfigError("talk_hard_share and mine_min_score must be in [0, 1]")
         if self.stream_place_prob + self.stream_cut_prob > 1:
             raise ConfigError("stream_place_prob + stream_cut_prob must be <= 1")
         for name in ("unknown_ratio", "extra_unknown_ratio", "silence_ratio", "synth_ratio", "mixup_alpha",

@@ -197,20 +197,6 @@ def _cache_key(index: SpeechCommandsIndex, sample_rate: int, clip_samples: int) 
     return h.hexdigest()[:20]
 
 
-@dataclass(frozen=True)
-class CachedClips:
-    """Some rows of the clip cache, read when sliced: ``clips[i:j]`` is (j - i, clip_samples) int16."""
-
-    waves: np.ndarray
-    rows: np.ndarray  # (N,) int64
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: slice) -> np.ndarray:
-        return np.asarray(self.waves[self.rows[index]])
-
-
 # --------------------------------------------------------------------------- task splits
 
 
@@ -253,8 +239,6 @@ class SpeechCommands:
         self._unknown_pool: dict[str, list[int]] = {}
         self._synth: tuple[list[int], list[int]] = ([], [])  # known-word synthetic (rows, labels)
         self._synth_unknown: list[int] = []  # synthetic other words, when kept apart from the real ones
-        self._synth_unknown_words: list[str] = []  # ... the word of each
-        self._hard_unknown: tuple[np.ndarray, float] | None = None  # (weights over _synth_unknown, share)
         self._synthetic_rows = {self.cache.rows[c.rel] for c in self.index.clips
                                 if c.synthetic and c.rel in self.cache.rows}
         for split in SPLITS:
@@ -270,7 +254,6 @@ class SpeechCommands:
                 elif task == "commands12":
                     if clip.synthetic and synth_unknowns == "separate":
                         self._synth_unknown.append(row)
-                        self._synth_unknown_words.append(clip.word)
                     else:
                         pool.append(row)
             self._known[split], self._unknown_pool[split] = (rows, labels), pool
@@ -278,20 +261,6 @@ class SpeechCommands:
     @property
     def skipped(self) -> list[tuple[str, str]]:
         return self.cache.skipped
-
-    def extra_unknowns(self) -> tuple["CachedClips", list[str]]:
-        """The other words of the extra folders drawn at ``extra_unknown_ratio``:
-        (their clips, read from the cache a slice at a time; their words)."""
-        return CachedClips(self.cache.waves, np.asarray(self._synth_unknown, dtype=np.int64)), \
-            list(self._synth_unknown_words)
-
-    def set_hard_unknowns(self, weights: np.ndarray, share: float) -> None:
-        """From now on ``share`` of the extra other words of each training draw come
-        with probability ``weights`` (one per clip of ``extra_unknowns``, summing to 1)."""
-        weights = np.asarray(weights, dtype=np.float64)
-        if len(weights) != len(self._synth_unknown) or not 0 <= share <= 1:
-            raise ValueError("need one weight per extra other-word clip and 0 <= share <= 1")
-        self._hard_unknown = (weights, share) if share > 0 and weights.sum() > 0 else None
 
     def split(self, name: str, rng: np.random.Generator | None = None) -> SplitSet:
         """Rows and labels of a split. Silence/unknown clips are drawn with ``rng``
@@ -314,11 +283,6 @@ class SpeechCommands:
         if name == "train" and self.extra_unknown_ratio > 0 and self._synth_unknown:
             # other words of the extra folders as a share of their own, beside the dataset's (unknown_ratio)
             other = _draw(rng, self._synth_unknown, self.extra_unknown_ratio, n_real)
-            if self._hard_unknown is not None:  # part of them from the confusable words
-                weights, share = self._hard_unknown
-                n_hard = min(round(share * len(other)), int(np.count_nonzero(weights)))
-                hard = rng.choice(len(weights), size=n_hard, replace=False, p=weights)
-                other = other[: len(other) - n_hard] + [self._synth_unknown[i] for i in hard]
             rows += other
             labels += [self.labels.index(UNKNOWN)] * len(other)
         if self.task == "commands12":

@@ -1,9 +1,9 @@
 """False-alarm mining: the windows of command-free read speech that a trained
-model takes for a command, and the other words it takes for one. Training
-draws a share of its read-speech negatives from the first
-(``train.talk_hard_share``) and a share of its other-word clips from the
-second (``train.extra_hard_share``; both with ``train --mine-with CKPT``), the
-way wake-word trainers feed a model its own false positives back."""
+model takes for a command. Training draws a share of its read-speech negatives
+from them (``train.talk_hard_share`` with ``train --mine-with CKPT``), the way
+wake-word trainers feed a model its own false positives back. (Drawing the other
+words a model takes for a command more often was tried for issue 13 and not
+kept: model card, "Confusable words".)"""
 
 from __future__ import annotations
 
@@ -38,25 +38,3 @@ def mine_false_alarms(recognizer: Recognizer, talk: np.ndarray, hop_ms: float = 
     for i in tqdm(range(0, len(starts), batch), desc="mining false alarms", unit="batch", disable=not progress):
         scores[i : i + batch] = _best_command(recognizer, talk[starts[i : i + batch, None] + offsets])  # (B, S)
     return starts[scores >= min_score]
-
-
-def confusable_weights(recognizer: Recognizer, clips: np.ndarray, words: list[str], min_score: float = 0.3,
-                       batch: int = 256, progress: bool = True) -> tuple[np.ndarray, dict[str, int]]:
-    """``clips``: (N, clip_samples) int16 clips of other words (anything sliced that way,
-    e.g. ``data.CachedClips``), ``words[i]`` the word of
-    clip i. A word is confusable when the model gives a command at least ``min_score``
-    on some of its clips; its weight is that count, spread evenly over all its clips
-    (every "now" is drawn, not only the few that fired, so that the lesson is the
-    word and not those recordings). Returns (per-clip weights (N,) float64 summing to
-    1, or all zero when nothing fired; {word: clips that fired}, most first)."""
-    if len(clips) != len(words):
-        raise ValueError(f"{len(clips)} clips but {len(words)} words")
-    fired = np.zeros(len(clips), bool)
-    for i in tqdm(range(0, len(clips), batch), desc="mining confusable words", unit="batch", disable=not progress):
-        fired[i : i + batch] = _best_command(recognizer, clips[i : i + batch]) >= min_score
-    names, inverse, sizes = np.unique(np.asarray(words), return_inverse=True, return_counts=True)
-    hits = np.bincount(inverse, weights=fired, minlength=len(names))
-    weights = hits[inverse] / sizes[inverse]
-    total = weights.sum()
-    order = np.argsort(-hits, kind="stable")
-    return (weights / total if total else weights), {str(names[j]): int(hits[j]) for j in order if hits[j]}

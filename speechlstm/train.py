@@ -24,7 +24,7 @@ from .config import FeatureConfig, ModelConfig, TrainConfig, to_dict
 from .data import SILENCE, SpeechCommands, SplitSet
 from .errors import CheckpointError, ConfigError
 from .infer import Recognizer
-from .mining import confusable_weights, mine_false_alarms
+from .mining import mine_false_alarms
 from .model import KeywordBiLSTM, count_parameters, resolve_device
 from .windows import StreamWindows, load_talk
 
@@ -124,8 +124,7 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
     softened posteriors the model also learns (``cfg.distill_weight``, ``cfg.distill_temperature``).
     ``mine_with``: a trained checkpoint whose false alarms on the read speech become
     ``cfg.talk_hard_share`` of its rows (windows where it gives a command at least
-    ``cfg.mine_min_score``; ``mining.py``), and whose confusable other words (from
-    ``extra_data``) become ``cfg.extra_hard_share`` of the extra other-word draws.
+    ``cfg.mine_min_score``; ``mining.py``).
     ``clock``: time each stage of every training step (``speechlstm bench --train``).
     """
     out, dev = Path(out), resolve_device(device)
@@ -169,7 +168,7 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
     talk = load_talk(talk_dir, features.sample_rate, progress=progress) if talk_dir is not None else None
     hard = None
     miner = (Recognizer.from_checkpoint(mine_with, device=str(dev), runtime="eager")
-             if mine_with is not None and (cfg.talk_hard_share > 0 or cfg.extra_hard_share > 0) else None)
+             if mine_with is not None and cfg.talk_hard_share > 0 else None)
     if cfg.talk_hard_share > 0:
         if talk is None or miner is None:
             raise ConfigError("train.talk_hard_share > 0 needs read speech (--talk DIR) and a model to mine "
@@ -177,15 +176,6 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
         hard = mine_false_alarms(miner, talk, min_score=cfg.mine_min_score, progress=progress)
         tqdm.write(f"mined {len(hard)} false-alarm windows of {len(talk) / features.sample_rate / 3600:.2f} h "
                    f"of read speech with {mine_with}")
-    if cfg.extra_hard_share > 0:
-        clips, words = data.extra_unknowns()
-        if miner is None or not len(words) or cfg.extra_unknown_ratio <= 0:
-            raise ConfigError("train.extra_hard_share > 0 needs other words from --extra-data drawn at "
-                              "train.extra_unknown_ratio > 0 and a model to mine them with (--mine-with CKPT)")
-        weights, fired = confusable_weights(miner, clips, words, min_score=cfg.mine_min_score, progress=progress)
-        data.set_hard_unknowns(weights, cfg.extra_hard_share)
-        tqdm.write(f"confusable words: {len(fired)} of {len(set(words))} ({sum(fired.values())} of {len(words)} "
-                   f"clips fired), most: " + ", ".join(f"{w} {n}" for w, n in list(fired.items())[:10]))
     windows = (StreamWindows(cfg, data.labels, features.sample_rate, talk, hard) if cfg.task == "commands12"
                else None)
     windows = windows if windows is not None and windows.active else None

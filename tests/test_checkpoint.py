@@ -83,6 +83,22 @@ def test_wrong_format_version_and_config_are_named(tmp_path):
             load_checkpoint(tmp_path / name).build_model()
 
 
+def test_a_checkpoint_trained_with_a_retired_setting_still_loads(tmp_path):
+    """Settings of ideas that were measured and not kept leave TrainConfig; files that
+    carry them load, keep them in their provenance, and predict as before."""
+    net, path = _checkpoint(tmp_path)
+    raw = torch.load(path, weights_only=True)
+    torch.save({**raw, "train": {**raw["train"], "extra_hard_share": 0.5}}, tmp_path / "old.pt")
+    ckpt = load_checkpoint(tmp_path / "old.pt")
+    assert ckpt.provenance["retired"] == {"extra_hard_share": 0.5} and ckpt.train == TrainConfig()
+    x = torch.randn(2, ckpt.features.clip_samples)
+    with torch.inference_mode():
+        assert torch.allclose(ckpt.build_model()(x), net(x))
+    with pytest.raises(CheckpointError, match="bogus"):  # unknown keys are still refused
+        torch.save({**raw, "train": {**raw["train"], "bogus": 1}}, tmp_path / "bad.pt")
+        load_checkpoint(tmp_path / "bad.pt")
+
+
 def test_save_is_atomic(tmp_path, monkeypatch):
     net, path = _checkpoint(tmp_path)
     before = path.read_bytes()

@@ -1,19 +1,14 @@
-"""False-alarm mining (mining.py), training's hard read-speech rows and its confusable other words."""
-
-import math
+"""False-alarm mining (mining.py) and training's hard read-speech rows."""
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
-from conftest import (EXAMPLES, LIBRISPEECH_SAMPLE, SHIPPED, SR, make_fake_dataset, make_fake_librispeech, needs,
-                      word_tone)
+from conftest import EXAMPLES, LIBRISPEECH_SAMPLE, SHIPPED, SR, make_fake_dataset, make_fake_librispeech, needs
 from speechlstm import Recognizer, read_audio
 from speechlstm.config import TrainConfig
 from speechlstm.errors import ConfigError
-from speechlstm.data import SpeechCommands
-from speechlstm.mining import confusable_weights, mine_false_alarms
+from speechlstm.mining import mine_false_alarms
 from speechlstm.windows import StreamWindows
 
 LABELS = ["_silence_", "_unknown_", "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
@@ -75,70 +70,3 @@ def test_training_mines_the_false_alarms_of_a_model(tmp_path):
         train(root, tmp_path / "c.pt", cfg, progress=False, talk_dir=corpus)
     with pytest.raises(ConfigError):
         TrainConfig(talk_hard_share=1.5)
-
-
-@pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped checkpoint")
-def test_a_confusable_word_is_weighted_over_every_clip_of_it():
-    rec = Recognizer.from_checkpoint(device="cpu", streaming=True)
-    yes, _ = read_audio(EXAMPLES / "yes_283d7a53_nohash_0.wav", SR)
-    quiet = 0.001 * np.random.default_rng(0).standard_normal((7, SR)).astype(np.float32)
-    clips = _int16(np.concatenate([yes[None, :SR], quiet]))  # one clip of "yeah" sounds like yes
-    words = ["yeah"] * 4 + ["hush"] * 4
-    weights, fired = confusable_weights(rec, clips, words, min_score=0.5, batch=3, progress=False)
-    assert fired == {"yeah": 1}
-    assert np.allclose(weights, [0.25] * 4 + [0.0] * 4)  # every "yeah", not only the one that fired
-    weights, fired = confusable_weights(rec, clips[1:], words[1:], min_score=0.5, progress=False)
-    assert fired == {} and not weights.any()  # nothing fired: nothing to weight
-    with pytest.raises(ValueError, match="words"):
-        confusable_weights(rec, clips, words[:3])
-
-
-def _other_words(root, words=("hello", "world")):
-    for word in words:
-        (root / word).mkdir(parents=True)
-        for i in range(4):
-            sf.write(root / word / f"ls{i}_nohash_0.wav", word_tone(word, f"s{i}"), SR, subtype="PCM_16")
-    return root
-
-
-def test_confusable_words_take_their_share_of_the_extra_other_words(tmp_path):
-    data = SpeechCommands(make_fake_dataset(tmp_path / "sc"), extra_dirs=(_other_words(tmp_path / "more"),),
-                          extra_unknown_ratio=0.05, progress=False)
-    clips, words = data.extra_unknowns()
-    assert sorted(words) == ["hello"] * 4 + ["world"] * 4 and clips[0:8].shape == (8, SR)
-    hello = {r for r, w in zip(clips.rows, words) if w == "hello"}
-    unknown = data.labels.index("_unknown_")
-
-    def drawn(seed):  # the extra other words of one training draw
-        split = data.split("train", np.random.default_rng(seed))
-        n_commands = int((split.labels > unknown).sum())
-        rows = [r for r in split.rows[split.labels == unknown].tolist() if r in set(clips.rows)]
-        assert len(rows) == math.ceil(0.05 * n_commands)
-        return rows
-
-    assert any(set(drawn(s)) - hello for s in range(10))  # uniform: "world" too
-    data.set_hard_unknowns(np.array([0.25 if w == "hello" else 0.0 for w in words]), 1.0)
-    assert all(set(drawn(s)) <= hello for s in range(10))  # all from the confusable word
-    data.set_hard_unknowns(np.zeros(len(words)), 1.0)  # nothing confusable: uniform again
-    assert any(set(drawn(s)) - hello for s in range(10))
-    with pytest.raises(ValueError):
-        data.set_hard_unknowns(np.ones(3), 0.5)
-
-
-def test_training_draws_the_confusable_words_of_a_model(tmp_path):
-    from speechlstm.checkpoint import load_checkpoint
-    from speechlstm.train import train
-
-    root = make_fake_dataset(tmp_path / "sc")
-    more = _other_words(tmp_path / "more")
-    first = train(root, tmp_path / "a.pt", TrainConfig(epochs=1, batch_size=16), progress=False).checkpoint
-    cfg = TrainConfig(epochs=1, batch_size=16, extra_unknown_ratio=0.1, extra_hard_share=0.5, mine_min_score=0.0)
-    second = train(root, tmp_path / "b.pt", cfg, progress=False, extra_data=(more,), mine_with=first)
-    ckpt = load_checkpoint(second.checkpoint)
-    assert ckpt.train.extra_hard_share == 0.5 and ckpt.provenance["mine_with"] == str(first.resolve())
-    with pytest.raises(ConfigError, match="mine-with"):
-        train(root, tmp_path / "c.pt", cfg, progress=False, extra_data=(more,))
-    with pytest.raises(ConfigError, match="extra-data"):
-        train(root, tmp_path / "d.pt", cfg, progress=False, mine_with=first)
-    with pytest.raises(ConfigError):
-        TrainConfig(extra_hard_share=-0.1)
