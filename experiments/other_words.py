@@ -21,7 +21,7 @@ import numpy as np
 from speechlstm.audio import pad_or_trim, read_audio
 from speechlstm.checkpoint import load_checkpoint
 from speechlstm.corpus import speaker_half
-from speechlstm.data import COMMANDS10
+from speechlstm.labels import COMMANDS10
 from speechlstm.infer import Recognizer
 
 THRESHOLDS = (0.3, 0.5, 0.7)

@@ -24,11 +24,12 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from .audio import read_audio
+from .config import DEFAULT_FEATURES
 from .corpus import Utterance, librispeech_utterances
-from .data import COMMANDS10
+from .labels import COMMANDS10
 from .errors import DataError
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = DEFAULT_FEATURES.sample_rate  # what the word clips are written at (PocketSphinx reads 16 kHz too)
 FRAME_MS = 10.0  # PocketSphinx's frame rate: 100 frames a second
 MARGIN_MS = 30.0  # kept either side of an aligned word
 # words that sound like a command: with --words all they would teach "_unknown_" for the command itself

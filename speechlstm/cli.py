@@ -61,7 +61,8 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from .synth import EXTRA_UNKNOWN, WORDS35, synthesize
+    from .labels import WORDS35
+    from .synth import EXTRA_UNKNOWN, synthesize
 
     texts = tuple(args.words) if args.words else WORDS35 + (() if args.no_extra_unknown else EXTRA_UNKNOWN)
     counts = synthesize(args.out, texts, per_word=args.per_word,

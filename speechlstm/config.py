@@ -4,6 +4,7 @@ feature and model sizes are defined and derived."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,11 @@ class FeatureConfig:
     @property
     def n_frames(self) -> int:
         return 1 + self.clip_samples // self.hop_samples  # centred STFT frames
+
+
+# The default front end: the one place the sample rate and clip length of data made or read for a
+# model are written (corpora, synthetic speech, test streams); a model itself carries its own.
+DEFAULT_FEATURES = FeatureConfig()
 
 
 @dataclass(frozen=True)
@@ -295,3 +301,12 @@ class StreamConfig:
 
     def threshold_of(self, label: str) -> float:
         return self.thresholds.get(label, self.threshold)
+
+    def with_threshold(self, threshold: float) -> "StreamConfig":
+        """One threshold for every command: a global threshold clears the per-command ones."""
+        return dataclasses.replace(self, threshold=threshold, thresholds={})
+
+    @property
+    def average_hops(self) -> int:
+        """How many hops' posteriors the rule averages (the latest one included)."""
+        return max(1, math.ceil(self.average_window_ms / self.hop_ms - 1e-9))

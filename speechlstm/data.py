@@ -18,12 +18,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .config import default_cache_dir
+from .config import DEFAULT_FEATURES, default_cache_dir
 from .audio import pad_or_trim, read_audio
 from .errors import AudioError, DataError
+from .labels import COMMANDS10, SILENCE, UNKNOWN
 
-COMMANDS10 = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
-SILENCE, UNKNOWN = "_silence_", "_unknown_"
 NOISE_DIR = "_background_noise_"
 SPLITS = ("train", "validation", "test")
 CACHE_VERSION = 1
@@ -214,8 +213,8 @@ class SplitSet:
 class SpeechCommands:
     """The commands12 or words35 task over one dataset directory."""
 
-    def __init__(self, root: str | os.PathLike, task: str = "commands12", *, sample_rate: int = 16000,
-                 clip_samples: int = 16000, cache_dir: str | os.PathLike | None = None,
+    def __init__(self, root: str | os.PathLike, task: str = "commands12", *, sample_rate: int = DEFAULT_FEATURES.sample_rate,
+                 clip_samples: int = DEFAULT_FEATURES.clip_samples, cache_dir: str | os.PathLike | None = None,
                  silence_ratio: float = 0.1, unknown_ratio: float = 0.1, seed: int = 0,
                  progress: bool = True, extra_dirs: tuple[str | os.PathLike, ...] = (),
                  more_dirs: tuple[str | os.PathLike, ...] = (),

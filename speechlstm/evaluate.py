@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .data import SILENCE, UNKNOWN, SpeechCommandsIndex
+from .data import SpeechCommandsIndex
+from .labels import SILENCE, UNKNOWN
 from .errors import AudioError, DataError
 from .infer import Recognizer
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from tqdm.auto import tqdm
 
-from .data import COMMANDS10
+from .labels import COMMANDS10
 from .infer import Recognizer
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from .audio import to_float32, to_mono
 from .config import StreamConfig
-from .data import SILENCE, UNKNOWN
+from .labels import FILLERS, SILENCE
 from .infer import Recognizer
 from .vad import SpeechSegments, VoiceActivity
 
@@ -54,12 +54,12 @@ class PeakPicker:
 
     def __init__(self, labels: list[str], config: StreamConfig, clip_ms: float = 1000.0):
         self.labels, self.config, self.clip_ms = list(labels), config, clip_ms
-        self.fillers = {i for i, name in enumerate(self.labels) if name in (SILENCE, UNKNOWN)}
+        self.fillers = {i for i, name in enumerate(self.labels) if name in FILLERS}
         self.thresholds = np.array([config.threshold_of(name) for name in self.labels], dtype=np.float32)
         self.reset()
 
     def reset(self) -> None:
-        self._history: deque[tuple[float, np.ndarray]] = deque()
+        self._history: deque[np.ndarray] = deque(maxlen=self.config.average_hops)
         self._pending: tuple[int, float, float] | None = None  # (label, score, time_ms) of the best so far
         self._last_peak_ms = -np.inf
         self._disarmed: set[int] = set()  # fired, and not yet back under their threshold
@@ -67,10 +67,8 @@ class PeakPicker:
 
     def step(self, now_ms: float, probs: np.ndarray) -> Detection | None:
         """The posteriors of the window ending at ``now_ms``; returns a detection when a peak is confirmed."""
-        self._history.append((now_ms, probs))
-        while len(self._history) > 1 and self._history[0][0] <= now_ms - self.config.average_window_ms + 1e-6:
-            self._history.popleft()
-        return self.decide(now_ms, np.mean([p for _, p in self._history], axis=0))
+        self._history.append(probs)  # the last config.average_hops hops
+        return self.decide(now_ms, np.mean(self._history, axis=0))
 
     def decide(self, now_ms: float, avg: np.ndarray) -> Detection | None:
         """The rule on already smoothed posteriors (what ``step`` does after averaging)."""
@@ -136,8 +134,8 @@ class StreamingRecognizer:
     def __init__(self, recognizer: Recognizer, config: StreamConfig | None = None, *,
                  input_rate: int | None = None, **overrides):
         config = config or recognizer.checkpoint.streaming
-        if "threshold" in overrides and "thresholds" not in overrides:
-            overrides["thresholds"] = {}
+        if "threshold" in overrides and "thresholds" not in overrides:  # one threshold for all
+            config = config.with_threshold(overrides.pop("threshold"))
         self.config = dataclasses.replace(config, **overrides)
         self.recognizer = recognizer
         self.sample_rate = recognizer.sample_rate

@@ -9,14 +9,13 @@ posteriors through ``PeakPicker``."""
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from .config import StreamConfig
-from .data import COMMANDS10, UNKNOWN
+from .labels import COMMANDS10, UNKNOWN
 from .stream import Detection, PeakPicker, StreamingRecognizer, gate_detections, speech_segments
 from .vad import SpeechSegments
 from .stream_make import Event
@@ -86,7 +85,7 @@ def record(streamer: StreamingRecognizer, audio: np.ndarray, truth: list[Event],
 
 def replay(rec: Recording, labels: list[str], config: StreamConfig) -> list[Detection]:
     """The detections ``config``'s rule would give on a recorded run (same hop)."""
-    k = max(1, math.ceil(config.average_window_ms / rec.hop_ms - 1e-9))  # hops inside the average
+    k = dataclasses.replace(config, hop_ms=rec.hop_ms).average_hops  # the recording's hop, as it ran
     csum = np.concatenate([np.zeros((1, rec.probs.shape[1])), np.cumsum(rec.probs, 0, dtype=np.float64)])
     idx = np.arange(len(rec.probs))
     lo = np.maximum(0, idx - k + 1)
@@ -220,7 +219,7 @@ def sweep(recs: list[Recording], speech: list[Recording], labels: list[str], bas
     """One row per global threshold (per-command thresholds cleared), and one for
     ``base`` itself when it has calibrated per-command thresholds."""
     rows = []
-    configs = [(f"{t:.2f}", dataclasses.replace(base, threshold=t, thresholds={})) for t in thresholds]
+    configs = [(f"{t:.2f}", base.with_threshold(t)) for t in thresholds]
     if base.thresholds:
         configs.append(("calibrated", base))
     for name, cfg in tqdm(configs, desc="sweeping thresholds", unit="setting", leave=False):
@@ -294,8 +293,8 @@ def calibrate(recs: list[Recording], speech: list[Recording], labels: list[str],
     grid = [(w, la, m, mw, t) for w in windows_ms for la in lookaheads_ms for m in peak_margins
             for mw in max_words_ms for t in thresholds]
     for w, la, m, mw, t in tqdm(grid, desc="calibrating the rule", unit="setting", disable=not progress):
-        cfg = dataclasses.replace(base, average_window_ms=w, lookahead_ms=la, peak_margin=m, max_word_ms=mw,
-                                  threshold=t, thresholds={})
+        cfg = dataclasses.replace(base, average_window_ms=w, lookahead_ms=la, peak_margin=m,
+                                  max_word_ms=mw).with_threshold(t)
         s = evaluate(recs, speech, labels, cfg)
         if limits.better(s, best):
             best_cfg, best = cfg, s

@@ -15,11 +15,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .audio import read_audio, speech_bounds
+from .config import DEFAULT_FEATURES
 from .corpus import librispeech_utterances
-from .data import COMMANDS10, UNKNOWN, SpeechCommandsIndex
+from .data import SpeechCommandsIndex
+from .labels import COMMANDS10, UNKNOWN
 from .errors import DataError
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = DEFAULT_FEATURES.sample_rate
 
 
 @dataclass(frozen=True)

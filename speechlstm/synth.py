@@ -21,12 +21,10 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from .audio import pad_or_trim, read_audio, speech_window
+from .config import DEFAULT_FEATURES
 from .errors import AudioError, DataError
+from .labels import WORDS35
 
-# The 35 words of Speech Commands v0.02 (v0.01 has the first 30).
-WORDS35 = ("backward", "bed", "bird", "cat", "dog", "down", "eight", "five", "follow", "forward", "four",
-           "go", "happy", "house", "learn", "left", "marvin", "nine", "no", "off", "on", "one", "right",
-           "seven", "sheila", "six", "stop", "three", "tree", "two", "up", "visual", "wow", "yes", "zero")
 # Extra out-of-vocabulary speech for the _unknown_ class: everyday words and short phrases
 # that are not commands (homophones of commands such as "know" or "write" left out on purpose).
 EXTRA_UNKNOWN = ("hello", "okay", "thanks", "please", "maybe", "water", "music", "open", "close", "start",
@@ -35,7 +33,7 @@ EXTRA_UNKNOWN = ("hello", "okay", "thanks", "please", "maybe", "water", "music",
                  "upon", "done", "gone", "lift", "light", "ride", "stuff", "step", "yet", "dawn", "goal",
                  "only", "wonder")
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = DEFAULT_FEATURES.sample_rate
 ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd",
                   "en-029", "en-us-nyc")
 FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")

@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 from .augment import Augmenter
 from .checkpoint import Checkpoint, atomic_torch_save, load_checkpoint, load_initial, safe_load, save_checkpoint
 from .config import FeatureConfig, ModelConfig, TrainConfig, to_dict
-from .data import SILENCE, SpeechCommands, SplitSet
+from .data import SpeechCommands, SplitSet
+from .labels import SILENCE
 from .errors import CheckpointError, ConfigError
 from .infer import Recognizer
 from .mining import mine_false_alarms

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .config import DEFAULT_FEATURES
 from .errors import ConfigError
 
 FRAME_SAMPLES = {16000: 512, 8000: 256}  # silero-vad's frame at the rates it supports (32 ms)
@@ -52,7 +53,7 @@ class VoiceActivity:
     """Streaming silero-vad: samples in (any chunking), one speech probability per
     completed frame out. Each instance holds its own model state."""
 
-    def __init__(self, sample_rate: int = 16000):
+    def __init__(self, sample_rate: int = DEFAULT_FEATURES.sample_rate):
         if sample_rate not in FRAME_SAMPLES:
             raise ConfigError(f"voice activity runs at 8 or 16 kHz, not {sample_rate} Hz")
         self.sample_rate = sample_rate

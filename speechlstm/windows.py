@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from .audio import read_audio, speech_bounds
 from .config import TrainConfig
 from .corpus import librispeech_utterances
-from .data import COMMANDS10
+from .labels import COMMANDS10
 
 
 def load_talk(root: str | os.PathLike, sample_rate: int, max_minutes: float | None = None,
