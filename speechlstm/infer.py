@@ -15,7 +15,7 @@ import torch
 from .audio import AudioSource, pad_or_trim, read_audio, speech_window
 from .checkpoint import DEFAULT_STREAM_CHECKPOINT, Checkpoint, load_checkpoint
 from .config import RUNTIMES
-from .errors import ConfigError, SpeechLSTMError
+from .errors import ConfigError
 from .runtime import Runner, TorchRunner, WithFeatures, exported_kind, load_exported, quantize_int8
 from .model import count_parameters, resolve_device
 
@@ -90,10 +90,10 @@ class Recognizer:
             try:
                 runner, path, built = cached_onnx(ckpt, int8=int8, threads=threads)
                 return runner, f"{'exported to' if built else 'cached at'} {path}"
-            except SpeechLSTMError as e:
-                if runtime != "auto":
+            except Exception as e:  # noqa: BLE001  a failed export (a read-only cache, the exporter) must not
+                if runtime != "auto":  # stop "auto" from recognizing: it falls back, saying why
                     raise
-                note = f"eager: ONNX Runtime unavailable ({e})"
+                note = f"eager: no ONNX Runtime export ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
                 log.warning("speechlstm runs %s", note)
                 return TorchRunner(WithFeatures(ckpt.build_model()), self.device, "fp32"), note
         return TorchRunner(WithFeatures(ckpt.build_model()), self.device, "fp32"), ""

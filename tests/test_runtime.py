@@ -99,3 +99,16 @@ def test_int8_as_accurate_as_eager_on_test_mini(streaming: bool) -> None:
     acc = {rt: evaluate(Recognizer.from_checkpoint(device="cpu", runtime=rt, streaming=streaming),
                         items, progress=False).data["accuracy"] for rt in ("eager", "auto")}
     assert abs(acc["auto"] - acc["eager"]) <= 0.005, acc
+
+
+def test_an_unusable_cache_falls_back_to_eager_and_says_why(tmp_path, monkeypatch) -> None:
+    """A cache that cannot be written (here a file where the folder should be) must not stop
+    recognition under "auto"; an explicit runtime still fails loudly."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("SPEECHLSTM_CACHE", str(blocker))
+    rec = Recognizer.from_checkpoint(device="cpu")
+    assert rec.backend == "fp32" and "no ONNX Runtime export" in rec.runtime_note
+    assert rec.predict_file(EXAMPLES / "yes_283d7a53_nohash_0.wav").label == "yes"
+    with pytest.raises(OSError):
+        Recognizer.from_checkpoint(device="cpu", runtime="onnx-int8")
