@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -150,6 +151,9 @@ def cached_onnx(ckpt: Checkpoint, int8: bool = True, threads: int | None = None,
         except CheckpointError as e:
             log.warning("rebuilding the cached export: %s", e)
     folder.mkdir(parents=True, exist_ok=True)
+    name = ckpt.source.name if ckpt.source is not None else "the model"
+    print(f"speechlstm: exporting {name} for ONNX Runtime{' (int8)' if int8 else ''}, once: a few seconds; "
+          f"later runs load {path}", file=sys.stderr, flush=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.onnx")
     try:
         export_model(ckpt, tmp, "onnx", int8=int8)
