@@ -126,11 +126,12 @@ def choose_rule(transcripts: list[tuple[str, float]], labels: list[str], command
 @dataclass
 class System:
     name: str
-    classify: Callable[[np.ndarray], str]  # one clip, float32 mono at 16 kHz -> a 12-class label
     about: str
+    classify: Callable[[np.ndarray], str] | None = None  # one clip, float32 mono at 16 kHz -> a 12-class label
     stream: Callable[..., list] | None = None  # (audio, validation Streams) -> detections
     transcribe: Callable[[np.ndarray], tuple[str, float]] | None = None  # ASRs: (transcript, no-speech probability)
-    rule: TranscriptRule | None = None  # ASRs: chosen on the validation clips
+    rule: TranscriptRule | None = None  # ASRs: chosen on the validation clips, turns a transcript into a label
+    offline: bool = False  # its stream detections come after the whole recording: no delay to report
 
 
 def ours(runtime: str) -> System:
@@ -147,9 +148,8 @@ def ours(runtime: str) -> System:
 
         return run_stream(StreamingRecognizer.from_checkpoint(runtime=runtime), audio, progress=False)
 
-    return System("ours" if runtime == "auto" else f"ours-{runtime}",
-                  lambda x: rec.predict(x, rec.sample_rate, top_k=1).label, rec.backend,
-                  stream if runtime == "auto" else None)
+    return System("ours" if runtime == "auto" else f"ours-{runtime}", rec.backend,
+                  lambda x: rec.predict(x, rec.sample_rate, top_k=1).label, stream if runtime == "auto" else None)
 
 
 def _module_from(name: str, path: Path):
@@ -195,8 +195,7 @@ def dscnn(commands: list[str]) -> System:
     def stream(audio: np.ndarray, val) -> list:
         return _windowed_detections(probs, theirs, audio, val)
 
-    return System("dscnn", lambda x: theirs[int(np.argmax(probs(x)))], "MLTK TinyML DS-CNN, int8 tflite",
-                  stream)
+    return System("dscnn", "MLTK TinyML DS-CNN, int8 tflite", lambda x: theirs[int(np.argmax(probs(x)))], stream)
 
 
 def whisper(commands: list[str]) -> System:
@@ -212,7 +211,7 @@ def whisper(commands: list[str]) -> System:
                                          **options)[0])
         return " ".join(s.text for s in segments), max((s.no_speech_prob for s in segments), default=1.0)
 
-    system = System("whisper", lambda x: "", "Whisper tiny.en (faster-whisper, int8)", transcribe=transcribe)
+    system = System("whisper", "Whisper tiny.en (faster-whisper, int8)", transcribe=transcribe, offline=True)
 
     def stream(audio: np.ndarray, val) -> list:
         from speechlstm.stream import Detection
@@ -248,9 +247,9 @@ def _sphinx(commands: list[str], grammar: bool) -> System:
         return (hyp.hypstr if hyp is not None else ""), 0.0
 
     if grammar:  # it can only say a command or nothing
-        return System("pocketsphinx-grammar", lambda x: TranscriptRule().label(transcribe(x)[0], commands),
-                      "PocketSphinx 5, JSGF grammar of the commands")
-    return System("pocketsphinx-lm", lambda x: "", "PocketSphinx 5, English language model", transcribe=transcribe)
+        return System("pocketsphinx-grammar", "PocketSphinx 5, JSGF grammar of the commands",
+                      lambda x: TranscriptRule().label(transcribe(x)[0], commands))
+    return System("pocketsphinx-lm", "PocketSphinx 5, English language model", transcribe=transcribe)
 
 
 FACTORIES: dict[str, Callable[[list[str]], System]] = {
@@ -302,6 +301,7 @@ def score_clips(system: System, clips: list[np.ndarray], labels: list[str], comm
             return system.classify(x)
         text, no_speech_prob = system.transcribe(x)
         return system.rule.label(text, commands, no_speech_prob)
+
     for x in clips[:warmup]:
         run(x)
     preds, seconds = [], []
@@ -334,19 +334,19 @@ def _windowed_detections(probs: Callable[[np.ndarray], np.ndarray], labels: list
         return Recording(1000.0 * ends / RATE, p, truth, 1000.0 * len(x) / RATE, hop_ms, 1000.0)
 
     if val.rule is None:  # calibrated once per system on the validation streams
-        recs = [recording(a, t) for a, t in val.commands]
-        speech = [recording(a, []) for a in val.speech]
         base = StreamConfig(hop_ms=hop_ms, gate_db=None, max_word_ms=None)
-        val.rule, _ = calibrate(recs, speech, labels, base, max_words_ms=(None,), progress=False)
+        val.rule, _ = calibrate([recording(val.audio, val.truth)], [recording(val.speech, [])], labels, base,
+                                max_words_ms=(None,), progress=False)
     return replay(recording(audio, []), labels, val.rule)
 
 
 @dataclass
 class Streams:
-    """A set of streams: (audio, truth) with commands, and command-free speech."""
+    """A stream with commands (its audio and truth) and one of command-free speech."""
 
-    commands: list[tuple[np.ndarray, list]]
-    speech: list[np.ndarray]
+    audio: np.ndarray
+    truth: list
+    speech: np.ndarray
     rule: object = None  # a windowed system's rule, once calibrated on these (validation) streams
 
     @classmethod
@@ -354,8 +354,8 @@ class Streams:
         from speechlstm.audio import read_audio
         from speechlstm.stream_make import read_truth
 
-        return cls([(read_audio(folder / f"{prefix}.wav", RATE)[0], read_truth(folder / f"{prefix}.csv"))],
-                   [read_audio(folder / f"{prefix}_talk.wav", RATE)[0]])
+        return cls(read_audio(folder / f"{prefix}.wav", RATE)[0], read_truth(folder / f"{prefix}.csv"),
+                   read_audio(folder / f"{prefix}_talk.wav", RATE)[0])
 
 
 def score_streams(system: System, test: Streams, val: Streams) -> dict:
@@ -363,16 +363,16 @@ def score_streams(system: System, test: Streams, val: Streams) -> dict:
 
     val.rule = None
     cpu = time.process_time()
-    dets = [(system.stream(a, val), t, a) for a, t in test.commands]
-    alarms = sum(len(system.stream(a, val)) for a in test.speech)
+    detections = system.stream(test.audio, val)
+    alarms = len(system.stream(test.speech, val))
     cpu = time.process_time() - cpu
-    seconds = sum(len(a) for a, _ in test.commands) / RATE + sum(len(a) for a in test.speech) / RATE
-    s = [score_stream(d, t, 1000.0 * len(a) / RATE) for d, t, a in dets][0]
-    hours = sum(len(a) for a in test.speech) / RATE / 3600
+    seconds = (len(test.audio) + len(test.speech)) / RATE
+    s = score_stream(detections, test.truth, 1000.0 * len(test.audio) / RATE)
+    hours = len(test.speech) / RATE / 3600
     return {"system": system.name, "correct_pct": s["correct_pct"], "missed_pct": s["missed_pct"],
             "wrong_pct": s["wrong_pct"], "false_alarms_per_hour_between": s["false_alarms_per_hour"],
             "speech_false_alarms_per_hour": round(alarms / hours, 2) if hours else None,
-            "median_delay_ms": None if system.name == "whisper" else s["median_delay_ms"],
+            "median_delay_ms": None if system.offline else s["median_delay_ms"],
             "cpu_s_per_audio_s": round(cpu / seconds, 4), "rule": str(val.rule) if val.rule else None}
 
 

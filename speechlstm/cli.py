@@ -306,6 +306,8 @@ def _add_stream_options(p: argparse.ArgumentParser, device_flag: str = "--device
                    help="report commands inside running speech too (no voice-activity check)")
     p.add_argument(device_flag, dest="model_device", default="cpu", help="torch device for the model")
     p.add_argument("--runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
+
+
 def _live(args: argparse.Namespace) -> int:
     from . import live
 

@@ -30,7 +30,7 @@ from .checkpoint import Checkpoint, checkpoint_meta, content_digest
 from .config import default_cache_dir
 from .errors import CheckpointError, SpeechLSTMError
 from .runtime import (META_KEY, TS_EXTRA, OnnxRunner, WithFeatures, check_export, load_exported, probe_waves,
-                      quantize_int8)
+                      quantize_int8, softmax)
 
 ONNX_OPSET = 18
 EXPORT_VERSION = 1  # bump when the exported graph changes: cached exports of older versions are rebuilt
@@ -176,9 +176,7 @@ def _check_agrees(ckpt: Checkpoint, runner: OnnxRunner) -> None:
     waves = probe_waves(ckpt.features.clip_samples, ckpt.features.sample_rate)
     with torch.inference_mode():
         want = torch.softmax(ckpt.build_model()(torch.from_numpy(waves)), -1).numpy()
-    z = runner(waves)[0]
-    got = np.exp(z - z.max(-1, keepdims=True))
-    got /= got.sum(-1, keepdims=True)
+    got = softmax(runner(waves)[0])
     shift = float(np.abs(got - want).max())
     if shift > MAX_PROBE_SHIFT:
         raise SpeechLSTMError(f"the ONNX export moves a probe clip's probabilities by {shift:.3f} "

@@ -16,7 +16,7 @@ from .audio import AudioSource, pad_or_trim, read_audio, speech_window
 from .checkpoint import DEFAULT_STREAM_CHECKPOINT, Checkpoint, load_checkpoint
 from .config import RUNTIMES
 from .errors import ConfigError
-from .runtime import Runner, TorchRunner, WithFeatures, exported_kind, load_exported, quantize_int8
+from .runtime import Runner, TorchRunner, WithFeatures, exported_kind, load_exported, quantize_int8, softmax
 from .model import count_parameters, resolve_device
 
 log = logging.getLogger(__name__)
@@ -83,20 +83,19 @@ class Recognizer:
             raise ConfigError(f"runtime {runtime!r} runs on the CPU only; use device='cpu'")
         if runtime == "int8":
             return TorchRunner(WithFeatures(quantize_int8(ckpt.build_model())), self.device, "int8"), ""
+        note = ""
         if runtime in ("onnx", "onnx-int8") or (runtime == "auto" and cpu):
             from .export import cached_onnx  # writes the cached file: above this module
 
-            int8 = runtime != "onnx"
             try:
-                runner, path, built = cached_onnx(ckpt, int8=int8, threads=threads)
+                runner, path, built = cached_onnx(ckpt, int8=runtime != "onnx", threads=threads)
                 return runner, f"{'exported to' if built else 'cached at'} {path}"
             except Exception as e:  # noqa: BLE001  a failed export (a read-only cache, the exporter) must not
                 if runtime != "auto":  # stop "auto" from recognizing: it falls back, saying why
                     raise
                 note = f"eager: no ONNX Runtime export ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
                 log.warning("speechlstm runs %s", note)
-                return TorchRunner(WithFeatures(ckpt.build_model()), self.device, "fp32"), note
-        return TorchRunner(WithFeatures(ckpt.build_model()), self.device, "fp32"), ""
+        return TorchRunner(WithFeatures(ckpt.build_model()), self.device, "fp32"), note
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None, device: str = "auto", *,
@@ -110,7 +109,7 @@ class Recognizer:
         if path is None and streaming:
             path = DEFAULT_STREAM_CHECKPOINT
         if path is not None and Path(path).is_file() and exported_kind(Path(path)):
-            if int8 or runtime not in ("auto", "onnx", "onnx-int8", "torchscript"):
+            if int8 or runtime not in ("auto", "onnx", "onnx-int8"):
                 raise ConfigError(f"{path} is an exported model: it runs as exported (quantize at export, --int8)")
             ckpt, runner = load_exported(path, resolve_device(device), threads)
             return cls(ckpt, device, runner=runner)
@@ -129,9 +128,7 @@ class Recognizer:
 
     def probabilities(self, clips: np.ndarray | torch.Tensor) -> np.ndarray:
         """(B, clip_samples) float waveforms at the model rate -> (B, n_labels) probabilities."""
-        z = self.logits(clips)
-        e = np.exp(z - z.max(axis=-1, keepdims=True))
-        return e / e.sum(axis=-1, keepdims=True)
+        return softmax(self.logits(clips))
 
     def mfcc(self, clip: np.ndarray) -> np.ndarray:
         """The model's own features of one clip: (frames, n_mfcc)."""

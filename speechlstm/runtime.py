@@ -134,6 +134,12 @@ class OnnxRunner:
         return _chunked(run, waves, max(1, chunk), self._pool)
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """(..., n_labels) logits -> probabilities over the last axis."""
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
 def probe_waves(clip_samples: int, sample_rate: int) -> np.ndarray:
     """Two fixed clips (a chirp under noise, a noise burst): what an export records its
     own logits on, so that a cached file can prove it still computes them. (2, S) float32."""
