@@ -359,7 +359,7 @@ class Streams:
 
 
 def score_streams(system: System, test: Streams, val: Streams) -> dict:
-    from speechlstm.stream_eval import score_stream
+    from speechlstm.stream_eval import CORRECT, DELAY, FALSE_ALARMS, MISSED, SPEECH_FALSE_ALARMS, WRONG, score_stream
 
     val.rule = None
     cpu = time.process_time()
@@ -369,15 +369,17 @@ def score_streams(system: System, test: Streams, val: Streams) -> dict:
     seconds = (len(test.audio) + len(test.speech)) / RATE
     s = score_stream(detections, test.truth, 1000.0 * len(test.audio) / RATE)
     hours = len(test.speech) / RATE / 3600
-    return {"system": system.name, "correct_pct": s["correct_pct"], "missed_pct": s["missed_pct"],
-            "wrong_pct": s["wrong_pct"], "false_alarms_per_hour_between": s["false_alarms_per_hour"],
-            "speech_false_alarms_per_hour": round(alarms / hours, 2) if hours else None,
-            "median_delay_ms": None if system.offline else s["median_delay_ms"],
+    return {"system": system.name, CORRECT: s[CORRECT], MISSED: s[MISSED],
+            WRONG: s[WRONG], "false_alarms_per_hour_between": s[FALSE_ALARMS],
+            SPEECH_FALSE_ALARMS: round(alarms / hours, 2) if hours else None,
+            DELAY: None if system.offline else s[DELAY],
             "cpu_s_per_audio_s": round(cpu / seconds, 4), "rule": str(val.rule) if val.rule else None}
 
 
 # --------------------------------------------------------------------- report
 def table(results: list[dict], streams: list[dict]) -> str:
+    from speechlstm.stream_eval import CORRECT, DELAY, MISSED, SPEECH_FALSE_ALARMS, WRONG
+
     base = next((r["median_ms"] for r in results if r["system"] == "ours"), None)
     lines = ["| system | accuracy (95% CI) | other words taken for a command | ms a clip, median (p95) | vs ours |",
              "|---|---:|---:|---:|---:|"]
@@ -395,9 +397,9 @@ def table(results: list[dict], streams: list[dict]) -> str:
         lines += ["", "| streams | correct | missed | wrong | false alarms / h of read speech | between commands | "
                       "median delay | CPU s per s of audio |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for s in streams:
-            delay = "offline" if s["median_delay_ms"] is None else f"{s['median_delay_ms']:.0f} ms"
-            lines.append(f"| {s['system']} | {s['correct_pct']:.1f}% | {s['missed_pct']:.1f}% | {s['wrong_pct']:.1f}% "
-                         f"| {s['speech_false_alarms_per_hour']} | {s['false_alarms_per_hour_between']} | {delay} "
+            delay = "offline" if s[DELAY] is None else f"{s[DELAY]:.0f} ms"
+            lines.append(f"| {s['system']} | {s[CORRECT]:.1f}% | {s[MISSED]:.1f}% | {s[WRONG]:.1f}% "
+                         f"| {s[SPEECH_FALSE_ALARMS]} | {s['false_alarms_per_hour_between']} | {delay} "
                          f"| {s['cpu_s_per_audio_s']:.3f} |")
     return "\n".join(lines)
 

@@ -5,7 +5,8 @@ chosen on the validation list only. Every run is a plain `speechlstm train`.
         --out runs/ablate --seeds 0 1 2 --jobs 2 [--only baseline speed] [--extra-data synth/]
 
 Writes <out>/results.csv (one row per run) and prints mean +- sd per setting.
-Reruns skip runs whose checkpoint already exists.
+Reruns skip runs whose checkpoint already exists. The model card's reverb, EMA and pooled-synthetic
+rows were measured and not kept: their settings left the package after commit 6ad52f6.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ import torch
 
 # The configuration the ablations started from (the first shipped model), spelled out so that
 # the table keeps its meaning when the defaults move: every run gets BASE, then its own overrides.
-BASE = ["model.conv_stride=2", "model.num_layers=2", "model.hidden_size=128", "train.speed=0.0",
-        "train.patience=12", "train.epochs=60", "train.unknown_ratio=0.1"]
+BASE = ["model.conv_stride=2", "model.num_layers=2", "model.hidden_size=128", "train.augment.speed=0.0",
+        "train.optim.patience=12", "train.optim.epochs=60", "train.sampling.unknown_ratio=0.1"]
 
 FAST = ["model.conv_stride=4", "model.num_layers=1"]  # one BiLSTM layer over 26 steps
-FAST_SPEED = FAST + ["train.speed=0.1"]
-FULL = ["train.patience=60"]  # no early stopping: the cosine schedule runs to the end
+FAST_SPEED = FAST + ["train.augment.speed=0.1"]
+FULL = ["train.optim.patience=60"]  # no early stopping: the cosine schedule runs to the end
 
 # name -> --set overrides on top of BASE
 ABLATIONS: dict[str, list[str]] = {
@@ -43,28 +44,23 @@ ABLATIONS: dict[str, list[str]] = {
     "hop20": ["features.hop_ms=20", "features.win_ms=40", "model.conv_stride=1"],
     "no_conv": ["model.conv_channels=0"],
     "meanmax": ["model.pooling=\"meanmax\""],
-    "speed10": ["train.speed=0.1"],
+    "speed10": ["train.augment.speed=0.1"],
     "s4l1_speed10": FAST_SPEED,
-    "s4l1_unknown50": FAST + ["train.unknown_ratio=0.5"],
-    "s4l1_ema995": FAST + ["train.ema_decay=0.995"],
-    "s4l1_synth25": FAST + ["train.synth_ratio=0.25"],
-    "fs_speed20": FAST + ["train.speed=0.2"],
-    "fs_reverb30": FAST_SPEED + ["train.reverb_prob=0.3"],
+    "s4l1_unknown50": FAST + ["train.sampling.unknown_ratio=0.5"],
+    "s4l1_synth25": FAST + ["train.sampling.synth_ratio=0.25"],
+    "fs_speed20": FAST + ["train.augment.speed=0.2"],
     "fs_no_early_stop": FAST_SPEED + FULL,
-    "fs_synth25": FAST_SPEED + FULL + ["train.synth_ratio=0.25"],
-    "fs_synth25_pooled": FAST_SPEED + FULL + ["train.synth_ratio=0.25", "train.synth_unknowns=\"pooled\""],
-    "baseline_speed10": ["train.speed=0.1"] + FULL,
-    "reverb30": ["train.reverb_prob=0.3"],
-    "mixup02": ["train.mixup_alpha=0.2"],
-    "ema995": ["train.ema_decay=0.995"],
-    "unknown50": ["train.unknown_ratio=0.5"],
-    "specaug_strong": ["train.time_mask_frames=20", "train.freq_mask_bins=8"],
-    "no_specaug": ["train.time_masks=0", "train.freq_masks=0"],
-    "long120": ["train.epochs=120", "train.patience=25"],
-    "synth25": ["train.synth_ratio=0.25"],
-    "synth50": ["train.synth_ratio=0.5"],
+    "fs_synth25": FAST_SPEED + FULL + ["train.sampling.synth_ratio=0.25"],
+    "baseline_speed10": ["train.augment.speed=0.1"] + FULL,
+    "mixup02": ["train.augment.mixup_alpha=0.2"],
+    "unknown50": ["train.sampling.unknown_ratio=0.5"],
+    "specaug_strong": ["train.augment.time_mask_frames=20", "train.augment.freq_mask_bins=8"],
+    "no_specaug": ["train.augment.time_masks=0", "train.augment.freq_masks=0"],
+    "long120": ["train.optim.epochs=120", "train.optim.patience=25"],
+    "synth25": ["train.sampling.synth_ratio=0.25"],
+    "synth50": ["train.sampling.synth_ratio=0.5"],
 }
-NEEDS_EXTRA_DATA = {n for n, sets in ABLATIONS.items() if any(s.startswith("train.synth_ratio") for s in sets)}
+NEEDS_EXTRA_DATA = {n for n, sets in ABLATIONS.items() if any(s.startswith("train.sampling.synth_ratio") for s in sets)}
 
 
 def run_one(name: str, seed: int, args: argparse.Namespace, threads: int) -> dict:

@@ -28,7 +28,7 @@ from speechlstm.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from speechlstm.data import SpeechCommands
 from speechlstm.evaluate import find_items, to_vocabulary
 from speechlstm.infer import Recognizer
-from speechlstm.train import held_out_metrics
+from speechlstm.train import TrainConfig, held_out_metrics
 
 
 def conditions(clips: np.ndarray, rate: int) -> dict[str, np.ndarray]:
@@ -52,11 +52,11 @@ def with_level(base: Checkpoint, level: float | None) -> Checkpoint:
 
 def remeasured(ck: Checkpoint, root: str) -> Checkpoint:
     """``ck`` with val/test accuracy and out-of-vocabulary recall measured as ``train`` does."""
-    cfg = ck.train
-    data = SpeechCommands(root, cfg.task, sample_rate=ck.features.sample_rate, clip_samples=ck.features.clip_samples,
-                          silence_ratio=cfg.silence_ratio, unknown_ratio=cfg.unknown_ratio, seed=cfg.seed)
+    cfg = TrainConfig.from_dict(ck.train)
+    data = SpeechCommands(root, cfg.task, sampling=cfg.sampling, sample_rate=ck.features.sample_rate,
+                          clip_samples=ck.features.clip_samples, seed=cfg.optim.seed)
     with torch.inference_mode():
-        metrics = {**ck.metrics, **held_out_metrics(ck.build_model(), data, torch.device("cpu"), cfg.seed)}
+        metrics = {**ck.metrics, **held_out_metrics(ck.build_model(), data, torch.device("cpu"), cfg.optim.seed)}
     provenance = {**ck.provenance, "dynamic_range_db_added": "after training, by experiments/dynamic_range.py"}
     return dataclasses.replace(ck, metrics=metrics, provenance=provenance)
 

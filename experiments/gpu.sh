@@ -17,7 +17,7 @@ tail -3 "$OUT/train_gpu.log"
 # Seeds 1 and 2 of the same recipe side by side on the one GPU (seed variance of GPU-trained models).
 for seed in 1 2; do
   { time $PY -m speechlstm train --data-dir "$DATA" --out "$OUT/commands12-gpu-s$seed.pt" --device cuda --quiet \
-      --set train.seed=$seed > "$OUT/train_gpu_s$seed.log" 2>&1; } 2>> "$OUT/train_gpu_s$seed.log" &
+      --set train.optim.seed=$seed > "$OUT/train_gpu_s$seed.log" 2>&1; } 2>> "$OUT/train_gpu_s$seed.log" &
 done
 wait
 tail -qn 2 "$OUT"/train_gpu_s*.log

@@ -17,22 +17,22 @@
 #               positives at 0.2 of the dataset's command clips
 #   share60     pretrained, with the extra other words at 0.6 of the command clips instead of 0.3
 #   joined      pretrained, with two different commands run together (first half of one, second half of
-#               the other) as _unknown_ in place of a fifth of the command rows (train.join_prob=0.2)
+#               the other) as _unknown_ in place of a fifth of the command rows (train.windows.join_prob=0.2)
+# pool, hardneg and joined were measured and not kept: their settings left the package after commit
+# 6ad52f6 (which runs them); their figures stay in the model card.
 #   bash experiments/learn_more.sh DATA_DIR EXTRA_DIR TC5_DIR OUT_DIR
 # EXTRA_DIR: what experiments/corpora.sh wrote (tc5/, precise/, sc_toy/); TC5_DIR: train-clean-5 itself.
 set -euo pipefail
 DATA=$1 EXTRA=$2 TC5=$3 OUT=$4
 mkdir -p "$OUT"
 CLIPS="--extra-data $EXTRA/tc5 --extra-data $EXTRA/precise --extra-data $EXTRA/sc_toy"
-POOL="$CLIPS --set train.synth_unknowns=pooled --set train.unknown_ratio=0.4"
-EXTRA_SHARE="$CLIPS --set train.extra_unknown_ratio=0.3"
-READ_SHARE="--extra-data $EXTRA/tc5 --extra-data $EXTRA/precise --set train.extra_unknown_ratio=0.3"
+EXTRA_SHARE="$CLIPS --set train.sampling.extra_unknown_ratio=0.3"
+READ_SHARE="--extra-data $EXTRA/tc5 --extra-data $EXTRA/precise --set train.sampling.extra_unknown_ratio=0.3"
 source "$(dirname "$0")/lib.sh"
 export OUT DATA
 # the encoder, pretrained once on the aligned hours, beside the first run (which decodes the clip cache)
 [ -f "$OUT/encoder.pt" ] || OMP_NUM_THREADS=1 speechlstm pretrain "$TC5" --aligned "$EXTRA/tc5" --out "$OUT/encoder.pt" \
   --noise "$DATA/_background_noise_" --quiet > "$OUT/encoder.log" 2>&1 &
-run pool 0 $POOL
 wait
 {
   seeds baseline
@@ -40,11 +40,9 @@ wait
   seeds extra $EXTRA_SHARE
 } | runs
 TEACHERS=$(teachers pretrained)
-seeds distilled $EXTRA_SHARE --init-from $OUT/encoder.pt $TEACHERS --set train.distill_weight=0.5 | runs
+seeds distilled $EXTRA_SHARE --init-from $OUT/encoder.pt $TEACHERS --set train.distill.weight=0.5 | runs
 {
   seeds toy_real $READ_SHARE --more-data $EXTRA/sc_toy --init-from $OUT/encoder.pt
-  seeds hardneg $EXTRA_SHARE --init-from $OUT/encoder.pt --set train.stream_cut_prob=0.2
-  seeds positives $EXTRA_SHARE --init-from $OUT/encoder.pt --set train.synth_ratio=0.2
-  seeds share60 $CLIPS --set train.extra_unknown_ratio=0.6 --init-from $OUT/encoder.pt
-  seeds joined $EXTRA_SHARE --init-from $OUT/encoder.pt --set train.join_prob=0.2
+  seeds positives $EXTRA_SHARE --init-from $OUT/encoder.pt --set train.sampling.synth_ratio=0.2
+  seeds share60 $CLIPS --set train.sampling.extra_unknown_ratio=0.6 --init-from $OUT/encoder.pt
 } | runs

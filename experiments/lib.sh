@@ -7,7 +7,7 @@
 run() {
   local name=$1 seed=$2; shift 2
   grep -qs '^best epoch' "$OUT/$name-s$seed.log" && return 0
-  OMP_NUM_THREADS=1 speechlstm train --data-dir "$DATA" --out "$OUT/$name-s$seed.pt" --set train.seed=$seed \
+  OMP_NUM_THREADS=1 speechlstm train --data-dir "$DATA" --out "$OUT/$name-s$seed.pt" --set train.optim.seed=$seed \
     --resume --quiet "$@" >> "$OUT/$name-s$seed.log" 2>&1
 }
 runs() { xargs -P "${JOBS:-2}" -L 1 bash -c 'run "$@"' _; }

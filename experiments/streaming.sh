@@ -7,18 +7,16 @@
 set -euo pipefail
 DATA=$1 TALK=$2 OUT=$3
 mkdir -p "$OUT"
-STREAM="--set train.stream_place_prob=0.3 --set train.stream_cut_prob=0.25 --set train.stream_context_prob=0.25"
-PLACE="--set train.stream_place_prob=0.3 --set train.stream_context_prob=0.25"  # no cut words
+# stream and talk50_place (words placed, cut and surrounded in the window) were measured and not kept:
+# their settings left the package after commit 6ad52f6 (which runs them); their figures stay in the card.
 source "$(dirname "$0")/lib.sh"
 export OUT DATA
 {
   for seed in 0 1 2; do
     echo "baseline $seed"
-    echo "talk $seed --talk $TALK --set train.talk_ratio=0.25"
-    echo "stream $seed --talk $TALK --set train.talk_ratio=0.25 $STREAM"
+    echo "talk $seed --talk $TALK --set train.windows.talk_ratio=0.25"
   done
   for seed in 0 1 2; do
-    echo "talk50 $seed --talk $TALK --set train.talk_ratio=0.5"
-    echo "talk50_place $seed --talk $TALK --set train.talk_ratio=0.5 $PLACE"
+    echo "talk50 $seed --talk $TALK --set train.windows.talk_ratio=0.5"
   done
 } | runs

@@ -19,11 +19,11 @@ for s in 0 1 2; do  # the teachers with the floor (weights untouched)
     --write 50 "$OUT/teacher-s$s.pt" > "$OUT/teacher-s$s.log" 2>&1
 done
 SHIPPED=$(cd "$HERE/.." && pwd)/checkpoints/commands12-stream.pt
-RECIPE="--talk $TALK --set train.talk_ratio=0.5 --extra-data $EXTRA/tc5 --extra-data $EXTRA/precise \
---extra-data $EXTRA/sc_toy --set train.extra_unknown_ratio=0.3 --teacher $OUT/teacher-s0.pt \
---teacher $OUT/teacher-s1.pt --teacher $OUT/teacher-s2.pt --set train.distill_weight=0.5 \
+RECIPE="--talk $TALK --set train.windows.talk_ratio=0.5 --extra-data $EXTRA/tc5 --extra-data $EXTRA/precise \
+--extra-data $EXTRA/sc_toy --set train.sampling.extra_unknown_ratio=0.3 --teacher $OUT/teacher-s0.pt \
+--teacher $OUT/teacher-s1.pt --teacher $OUT/teacher-s2.pt --set train.distill.weight=0.5 \
 --set features.dynamic_range_db=50"
-TUNE="--init-from $SHIPPED --set train.epochs=10 --set train.lr=1e-3 --set train.warmup_epochs=0.5"
+TUNE="--init-from $SHIPPED --set train.optim.epochs=10 --set train.optim.lr=1e-3 --set train.optim.warmup_epochs=0.5"
 source "$HERE/lib.sh"
 export OUT DATA
-seeds "$NAME" $RECIPE $TUNE --mine-with $SHIPPED --set train.talk_hard_share=0.5 "$@" | runs
+seeds "$NAME" $RECIPE $TUNE --mine-with $SHIPPED --set train.mining.share=0.5 "$@" | runs

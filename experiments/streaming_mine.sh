@@ -8,13 +8,13 @@
 set -euo pipefail
 DATA=$1 TALK=$2 EXTRA=$3 FROM=$4 OUT=$5
 mkdir -p "$OUT"
-RECIPE="--talk $TALK --set train.talk_ratio=0.5 --extra-data $EXTRA/tc5 --extra-data $EXTRA/precise \
---extra-data $EXTRA/sc_toy --set train.extra_unknown_ratio=0.3 --teacher $FROM/talk50_pre-s0.pt \
---teacher $FROM/talk50_pre-s1.pt --teacher $FROM/talk50_pre-s2.pt --set train.distill_weight=0.5"
-TUNE="--init-from $FROM/talk50_dist-s0.pt --set train.epochs=10 --set train.lr=1e-3 --set train.warmup_epochs=0.5"
+RECIPE="--talk $TALK --set train.windows.talk_ratio=0.5 --extra-data $EXTRA/tc5 --extra-data $EXTRA/precise \
+--extra-data $EXTRA/sc_toy --set train.sampling.extra_unknown_ratio=0.3 --teacher $FROM/talk50_pre-s0.pt \
+--teacher $FROM/talk50_pre-s1.pt --teacher $FROM/talk50_pre-s2.pt --set train.distill.weight=0.5"
+TUNE="--init-from $FROM/talk50_dist-s0.pt --set train.optim.epochs=10 --set train.optim.lr=1e-3 --set train.optim.warmup_epochs=0.5"
 source "$(dirname "$0")/lib.sh"
 export OUT DATA
 {
   seeds plain $RECIPE $TUNE
-  seeds mined $RECIPE $TUNE --mine-with $FROM/talk50_dist-s0.pt --set train.talk_hard_share=0.5
+  seeds mined $RECIPE $TUNE --mine-with $FROM/talk50_dist-s0.pt --set train.mining.share=0.5
 } | runs

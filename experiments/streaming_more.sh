@@ -13,16 +13,16 @@
 set -euo pipefail
 DATA=$1 TALK=$2 EXTRA=$3 ENC=$4 OUT=$5
 mkdir -p "$OUT"
-TALK50="--talk $TALK --set train.talk_ratio=0.5"
-EXTRA_SHARE="--extra-data $EXTRA/tc5 --extra-data $EXTRA/precise --extra-data $EXTRA/sc_toy --set train.extra_unknown_ratio=0.3"
+TALK50="--talk $TALK --set train.windows.talk_ratio=0.5"
+EXTRA_SHARE="--extra-data $EXTRA/tc5 --extra-data $EXTRA/precise --extra-data $EXTRA/sc_toy --set train.sampling.extra_unknown_ratio=0.3"
 source "$(dirname "$0")/lib.sh"
 export OUT DATA
 {
   seeds talk50_pre $TALK50 $EXTRA_SHARE --init-from $ENC
-  seeds talk50_pos $TALK50 $EXTRA_SHARE --init-from $ENC --set train.synth_ratio=0.2
+  seeds talk50_pos $TALK50 $EXTRA_SHARE --init-from $ENC --set train.sampling.synth_ratio=0.2
 } | runs
 TEACHERS=$(teachers talk50_pre)
-seeds talk50_dist $TALK50 $EXTRA_SHARE --init-from $ENC $TEACHERS --set train.distill_weight=0.5 | runs
-seeds talk75_pre --talk $TALK --set train.talk_ratio=0.75 $EXTRA_SHARE --init-from $ENC | runs
-seeds talk75_dist --talk $TALK --set train.talk_ratio=0.75 $EXTRA_SHARE --init-from $ENC $TEACHERS \
-  --set train.distill_weight=0.5 | runs
+seeds talk50_dist $TALK50 $EXTRA_SHARE --init-from $ENC $TEACHERS --set train.distill.weight=0.5 | runs
+seeds talk75_pre --talk $TALK --set train.windows.talk_ratio=0.75 $EXTRA_SHARE --init-from $ENC | runs
+seeds talk75_dist --talk $TALK --set train.windows.talk_ratio=0.75 $EXTRA_SHARE --init-from $ENC $TEACHERS \
+  --set train.distill.weight=0.5 | runs

@@ -1,13 +1,42 @@
 """Training-time augmentation on batches, on whatever device the model is on.
+(Simulated rooms were measured and not kept: model card, "Ablations".)
 Every random number comes from the ``torch.Generator`` passed in (CPU), so a
 run is reproducible from its seed on any device."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from .config import FeatureConfig, TrainConfig
+from .config import FeatureConfig
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentation (``train.augment`` in a checkpoint or recipe)."""
+
+    noise_prob: float = 0.8  # background noise at a random SNR
+    snr_db: tuple[float, float] = (0.0, 20.0)
+    shift_ms: float = 100.0
+    gain_db: float = 6.0
+    speed: float = 0.1  # speed perturbation: rate drawn from [1 - speed, 1 + speed] (tempo and pitch)
+    mixup_alpha: float = 0.0  # >0: mixup of waveforms with Beta(alpha, alpha) weights
+    time_masks: int = 2
+    time_mask_frames: int = 10
+    freq_masks: int = 2
+    freq_mask_bins: int = 5
+
+    def __post_init__(self) -> None:
+        if len(self.snr_db) != 2 or self.snr_db[0] > self.snr_db[1]:
+            raise ConfigError(f"snr_db must be (low, high), got {self.snr_db}")
+        if not 0 <= self.speed < 0.5:
+            raise ConfigError(f"speed must be in [0, 0.5), got {self.speed}")
+        for name in ("noise_prob", "mixup_alpha", "shift_ms", "gain_db"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
 def _uniform(gen: torch.Generator, n: int, low: float, high: float) -> torch.Tensor:
@@ -15,10 +44,10 @@ def _uniform(gen: torch.Generator, n: int, low: float, high: float) -> torch.Ten
 
 
 class Augmenter:
-    """Waveform augmentation (speed, simulated reverberation, shift, gain,
+    """Waveform augmentation (speed, shift, gain,
     background noise at a random SNR) and SpecAugment-style masking of MFCC frames."""
 
-    def __init__(self, cfg: TrainConfig, features: FeatureConfig, noise: list[np.ndarray],
+    def __init__(self, cfg: AugmentConfig, features: FeatureConfig, noise: list[np.ndarray],
                  device: torch.device | str = "cpu"):
         self.cfg, self.device = cfg, torch.device(device)
         self.shift = int(features.sample_rate * cfg.shift_ms / 1000)
@@ -37,8 +66,6 @@ class Augmenter:
         keep = torch.zeros(B, dtype=torch.bool) if skip is None else skip.cpu()
         if self.cfg.speed > 0:
             x = self._speed(x, gen, keep)
-        if self.cfg.reverb_prob > 0:
-            x = self._reverb(x, gen, keep)
         # time shift with zero fill
         shift = torch.randint(-self.shift, self.shift + 1, (B,), generator=gen)
         shift[keep] = 0
@@ -80,26 +107,15 @@ class Augmenter:
         y = x.gather(1, lo) * (1 - frac) + x.gather(1, hi) * frac
         return y * inside
 
-    def _reverb(self, x: torch.Tensor, gen: torch.Generator, keep: torch.Tensor) -> torch.Tensor:
-        """Convolve chosen rows with a synthetic room response: a direct path plus
-        exponentially decaying noise with an RT60 drawn from ``reverb_rt60_s``;
-        the output keeps the input's RMS."""
-        B, S = x.shape
-        use = (torch.rand(B, generator=gen) < self.cfg.reverb_prob) & ~keep
-        if not use.any():
-            return x
-        rt60 = _uniform(gen, B, *self.cfg.reverb_rt60_s)
-        L = int(self.sample_rate * self.cfg.reverb_rt60_s[1])
-        t = torch.arange(L, dtype=torch.float32) / self.sample_rate
-        decay = torch.exp(-6.9078 * t.unsqueeze(0) / rt60.unsqueeze(1))  # -60 dB at rt60
-        rir = torch.randn(B, L, generator=gen) * decay
-        rir[:, 0] = 1.0 / 0.3  # direct path dominates the onset
-        rir = (rir / rir.norm(dim=1, keepdim=True)).to(self.device)
-        n = 1 << (S + L - 1).bit_length()
-        wet = torch.fft.irfft(torch.fft.rfft(x, n) * torch.fft.rfft(rir, n), n)[:, :S]
-        rms = x.pow(2).mean(1, keepdim=True).sqrt()
-        wet = wet * rms / wet.pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-8)
-        return torch.where(use.to(self.device).unsqueeze(1), wet, x)
+    def mixup(self, wave: torch.Tensor, y: torch.Tensor, rng: np.random.Generator,
+              gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Mix each clip with another of the batch: (mixed waves, the partners' labels, the
+        weight lam of the clip's own label); lam = 1 (nothing mixed) with ``mixup_alpha`` 0."""
+        if self.cfg.mixup_alpha <= 0:
+            return wave, y, 1.0
+        lam = float(rng.beta(self.cfg.mixup_alpha, self.cfg.mixup_alpha))
+        perm = torch.randperm(len(y), generator=gen).to(wave.device)
+        return lam * wave + (1 - lam) * wave[perm], y[perm], lam
 
     def spec(self, f: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """f: (B, T, C) normalised features -> same shape with time/frequency bands zeroed."""

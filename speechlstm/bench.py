@@ -217,12 +217,12 @@ def bench_training(data_dir: str | os.PathLike, device: str = "cpu", steps: int 
     """Time ``steps`` steps of the shipped recipe's training loop, stage by stage
     (batch loading, waveform augmentation, MFCC, forward, backward, optimizer),
     after two warm-up steps. The clip cache is built first and not timed."""
-    from .config import TrainConfig
-    from .train import StageClock, train
+    from .loop import OptimConfig, StageClock
+    from .train import TrainConfig, train
 
     dev = resolve_device(device)
     clock = StageClock(dev)
-    cfg = TrainConfig(epochs=1, batch_size=batch_size, warmup_epochs=0.0)
+    cfg = TrainConfig(optim=OptimConfig(epochs=1, batch_size=batch_size, warmup_epochs=0.0))
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):  # train's log lines
         log(f"timing {steps} training steps on {dev} ...")
         warm = StageClock(dev)

@@ -5,7 +5,9 @@ ever executed), holding plain types and tensors:
 
     format      "speechlstm"          version   FORMAT_VERSION
     features    FeatureConfig dict    model     ModelConfig dict
-    train       TrainConfig dict      labels    [str, ...]
+    train       train.TrainConfig dict (a section per module: optim, sampling, augment, windows,
+                distill, mining): how the weights were made, never read by inference
+    labels      [str, ...]
     state_dict  model weights         metrics   {name: number}
     provenance  {data_dir, split_sizes, seed, epochs, commit, created, ...}
     streaming   StreamConfig dict (optional: the streaming rule calibrated for this model)
@@ -14,7 +16,7 @@ A pretrained encoder (``speechlstm pretrain``) is a second, smaller kind of file
 
     format      "speechlstm-encoder"  version   FORMAT_VERSION
     features    FeatureConfig dict    model     ModelConfig dict
-    pretrain    PretrainConfig dict   phones    [str, ...]
+    pretrain    pretrain.PretrainConfig dict            phones    [str, ...]
     state_dict  the front end, convolution and BiLSTM weights + "phone_head.*"
     metrics     {name: number}        provenance {...}
 """
@@ -33,13 +35,14 @@ from typing import Any
 
 import torch
 
-from .config import FeatureConfig, ModelConfig, PretrainConfig, StreamConfig, TrainConfig, from_dict, to_dict
+from .config import FeatureConfig, ModelConfig, StreamConfig, from_dict, to_dict
 from .errors import CheckpointError, ConfigError
 from .model import KeywordBiLSTM
 
 FORMAT = "speechlstm"
 ENCODER_FORMAT = "speechlstm-encoder"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: training settings in sections; version 1 files (one flat section) still load
+READABLE_VERSIONS = (1, 2)
 ENCODER_PREFIXES = ("frontend.", "conv.", "lstm.")  # the weights an encoder file carries into a classifier
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "commands12.pt"
 # the shipped model trained for continuous audio (streaming-aware windows, read-speech negatives):
@@ -47,14 +50,33 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "c
 DEFAULT_STREAM_CHECKPOINT = DEFAULT_CHECKPOINT.with_name("commands12-stream.pt")
 # Training settings of ideas that were measured and not kept (their figures are in the model card):
 # files that carry them still load, and keep them under provenance["retired"]
-RETIRED_TRAIN_KEYS = ("extra_hard_share",)
+RETIRED_TRAIN_KEYS = ("extra_hard_share", "sampling.synth_unknowns", "augment.reverb_prob", "augment.reverb_rt60_s",
+                      "optim.ema_decay", "windows.place_prob", "windows.cut_prob", "windows.context_prob",
+                      "windows.keep_fraction", "windows.unknown_fraction", "windows.join_prob")
+# Version 1 kept training settings in one flat section: where each of its keys lives now (section, key)
+_V1_SECTIONS = {
+    "optim": ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "label_smoothing", "patience", "seed",
+              "ema_decay"),
+    "sampling": ("silence_ratio", "unknown_ratio", "synth_ratio", "synth_unknowns", "extra_unknown_ratio"),
+    "augment": ("noise_prob", "snr_db", "shift_ms", "gain_db", "speed", "reverb_prob", "reverb_rt60_s", "mixup_alpha",
+                "time_masks", "time_mask_frames", "freq_masks", "freq_mask_bins"),
+    "windows": ("keep_fraction", "unknown_fraction", "join_prob", "talk_ratio"),
+}
+_V1_KEYS = {**{k: (sec, k) for sec, keys in _V1_SECTIONS.items() for k in keys},
+            "stream_place_prob": ("windows", "place_prob"), "stream_cut_prob": ("windows", "cut_prob"),
+            "stream_context_prob": ("windows", "context_prob"), "distill_weight": ("distill", "weight"),
+            "distill_temperature": ("distill", "temperature"), "talk_hard_share": ("mining", "share"),
+            "mine_min_score": ("mining", "min_score"), "task": (None, "task"),
+            "validation_pct": (None, "validation_pct"), "windows_per_second": (None, "windows_per_second")}
+# a version 1 encoder's pretraining kept timing intact with fixed settings: no speed change, shift or room
+_V1_PRETRAIN_AUGMENT = {"speed": 0.0, "shift_ms": 0.0, "reverb_prob": 0.0}
 
 
 @dataclass
 class Checkpoint:
     features: FeatureConfig
     model: ModelConfig
-    train: TrainConfig
+    train: dict[str, Any]  # how it was trained (train.TrainConfig.from_dict reads it back)
     labels: list[str]
     state_dict: dict[str, torch.Tensor]
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -78,7 +100,7 @@ class Encoder:
 
     features: FeatureConfig
     model: ModelConfig
-    pretrain: PretrainConfig
+    pretrain: dict[str, Any]  # how it was pretrained (pretrain.PretrainConfig.from_dict reads it back)
     phones: list[str]
     state_dict: dict[str, torch.Tensor]
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -112,7 +134,7 @@ def checkpoint_meta(ckpt: Checkpoint) -> dict[str, Any]:
     """Everything but the weights, JSON-safe: what an exported model carries so
     that a Recognizer can rebuild labels and features from it alone."""
     return {"format": FORMAT, "version": FORMAT_VERSION, "features": to_dict(ckpt.features),
-            "model": to_dict(ckpt.model), "train": to_dict(ckpt.train), "labels": list(ckpt.labels),
+            "model": to_dict(ckpt.model), "train": dict(ckpt.train), "labels": list(ckpt.labels),
             "metrics": dict(ckpt.metrics), "provenance": dict(ckpt.provenance),
             "streaming": to_dict(ckpt.streaming)}
 
@@ -155,7 +177,7 @@ def safe_load(path: str | os.PathLike) -> Any:
 def save_encoder(enc: Encoder, path: str | os.PathLike) -> None:
     weights = {k: v.detach().cpu().contiguous() for k, v in enc.state_dict.items()}
     atomic_torch_save({"format": ENCODER_FORMAT, "version": FORMAT_VERSION, "features": to_dict(enc.features),
-                       "model": to_dict(enc.model), "pretrain": to_dict(enc.pretrain), "phones": list(enc.phones),
+                       "model": to_dict(enc.model), "pretrain": dict(enc.pretrain), "phones": list(enc.phones),
                        "state_dict": weights, "metrics": dict(enc.metrics), "provenance": dict(enc.provenance)},
                       path)
 
@@ -170,12 +192,15 @@ def _encoder_from_dict(raw: Any, path: Path) -> Encoder:
         hint = " (a trained classifier, not a pretrained encoder)" if isinstance(raw, dict) and \
             raw.get("format") == FORMAT else ""
         raise CheckpointError(f"{path}: not a speechlstm pretrained encoder{hint}")
-    if raw.get("version") != FORMAT_VERSION:
+    if raw.get("version") not in READABLE_VERSIONS:
         raise CheckpointError(f"{path}: encoder format version {raw.get('version')!r}; this speechlstm reads "
-                              f"version {FORMAT_VERSION}")
+                              f"versions {', '.join(map(str, READABLE_VERSIONS))}")
     try:
+        pretrain, _ = _sections(raw["pretrain"], raw["version"], path)
+        if raw["version"] == 1:
+            pretrain["augment"] = {**_V1_PRETRAIN_AUGMENT, **pretrain.get("augment", {})}
         enc = Encoder(from_dict(FeatureConfig, raw["features"]), from_dict(ModelConfig, raw["model"]),
-                      from_dict(PretrainConfig, raw["pretrain"]), [str(p) for p in raw["phones"]],
+                      pretrain, [str(p) for p in raw["phones"]],
                       raw["state_dict"], dict(raw.get("metrics") or {}), dict(raw.get("provenance") or {}))
     except (KeyError, ConfigError, TypeError) as e:
         raise CheckpointError(f"{path}: invalid pretrained encoder: {e}") from None
@@ -197,6 +222,27 @@ def load_initial(path: str | os.PathLike) -> tuple[FeatureConfig, ModelConfig, l
     return enc.features, enc.model, None, enc.encoder_weights()
 
 
+def _sections(train: Any, version: int, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A file's training settings in today's sections, and the retired ones it carried."""
+    if not isinstance(train, dict):
+        raise CheckpointError(f"{path}: its training settings are not a table")
+    out: dict[str, Any] = {k: dict(v) if isinstance(v, dict) else v for k, v in train.items()}
+    if version == 1:
+        out = {}
+        for key, value in train.items():
+            if key not in _V1_KEYS and key not in RETIRED_TRAIN_KEYS:
+                raise CheckpointError(f"{path}: unknown training setting {key!r} in a version 1 file")
+            section, name = _V1_KEYS.get(key, (None, key))
+            (out.setdefault(section, {}) if section else out)[name] = value
+    retired = {}
+    for key in RETIRED_TRAIN_KEYS:
+        section, _, name = key.rpartition(".")
+        holder = out.get(section) if section else out
+        if isinstance(holder, dict) and name in holder:
+            retired[key] = holder.pop(name)
+    return out, retired
+
+
 def load_checkpoint(path: str | os.PathLike | None = None) -> Checkpoint:
     """Load and validate a checkpoint (None: the shipped commands12 model)."""
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
@@ -211,20 +257,19 @@ def checkpoint_from_dict(raw: Any, path: Path, weights: bool = True) -> Checkpoi
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a speechlstm checkpoint (no 'format': '{FORMAT}' entry)")
     version = raw.get("version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint format version {version!r}; this speechlstm reads version {FORMAT_VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise CheckpointError(f"{path}: checkpoint format version {version!r}; this speechlstm reads versions "
+                              f"{', '.join(map(str, READABLE_VERSIONS))}")
     missing = [k for k in ("features", "model", "train", "labels", "state_dict")[: 5 if weights else 4]
                if k not in raw]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
-    train = dict(raw["train"]) if isinstance(raw["train"], dict) else raw["train"]
-    retired = {k: train.pop(k) for k in RETIRED_TRAIN_KEYS if k in train} if isinstance(train, dict) else {}
     try:
+        train, retired = _sections(raw["train"], version, path)
         ckpt = Checkpoint(
             features=from_dict(FeatureConfig, raw["features"]),
             model=from_dict(ModelConfig, raw["model"]),
-            train=from_dict(TrainConfig, train),
+            train=train,
             labels=[str(x) for x in raw["labels"]],
             state_dict=raw["state_dict"] if weights else {},
             metrics=dict(raw.get("metrics") or {}),

@@ -12,35 +12,69 @@ from .config import RUNTIME_HELP, RUNTIMES
 from .errors import ConfigError, DataError, SpeechLSTMError
 
 
-def _config_sections(args: argparse.Namespace, flags: dict[str, tuple[str, ...]]) -> dict[str, dict]:
-    """Config sections from the named flags that were given, then every --set
-    (--set model.conv_stride=4 --set train.snr_db=[0,10]: JSON values)."""
-    sections = {sec: {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
-                for sec, keys in flags.items()}
-    for item in args.set or []:
-        key, sep, raw = item.partition("=")
-        section, dot, name = key.partition(".")
-        if not sep or not dot or section not in sections:
-            raise SpeechLSTMError(f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of "
-                                  f"{', '.join(sections)}")
-        try:
-            sections[section][name] = json.loads(raw)
-        except json.JSONDecodeError:
-            sections[section][name] = raw  # a bare string such as meanmax
-    return sections
+def _sections(args: argparse.Namespace, named: dict[str, tuple[str, ...]]) -> dict[str, dict]:
+    """Config sections from the named flags that were given (flag -> SECTION.KEY path), then
+    every --set (--set train.optim.lr=1e-3 --set train.augment.snr_db=[0,10]: JSON values)."""
+    from .config import merge
+    from .recipes import parse_assignments
+
+    given = {flag: getattr(args, flag) for flag in named if getattr(args, flag) is not None}
+    sections = parse_assignments([f"{'.'.join(named[k])}={json.dumps(v)}" for k, v in given.items()], "flag")
+    return merge(sections, parse_assignments(args.set, "--set"))
+
+
+def _args_train(t: argparse.ArgumentParser) -> None:
+    t.add_argument("--data-dir", required=True, help="Speech Commands root (word folders, lists)")
+    t.add_argument("--out", required=True, type=Path, help="checkpoint to write (best on validation)")
+    t.add_argument("--task", choices=["commands12", "words35"])
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--seed", type=int)
+    _args_run(t, "any config field, e.g. model.conv_stride=4, train.augment.speed=0.1, features.hop_ms=20, "
+                 "train.optim.lr=1e-3 (sections: features, model, train.{optim,sampling,augment,windows,"
+                 "distill,mining}; a whole recipe: `speechlstm recipe`)")
+    t.add_argument("--cache-dir", help="where decoded clips are cached (default ~/.cache/speechlstm)")
+    t.add_argument("--extra-data", action="append", metavar="DIR",
+                   help="extra training clips in word/*.wav folders from elsewhere (`speechlstm synth`, "
+                        "`speechlstm corpus`): train.sampling.synth_ratio, train.sampling.extra_unknown_ratio")
+    t.add_argument("--more-data", action="append", metavar="DIR",
+                   help="more Speech Commands clips (word/<speaker>_nohash_<n>.wav) joining the training split "
+                        "as they are; speakers of the dataset's testing split (hash rule) are left out")
+    t.add_argument("--talk", metavar="DIR",
+                   help="read speech in the LibriSpeech layout, crops of it as _unknown_ rows (train.windows.talk_ratio); "
+                        "utterances with a command word are not used")
+    t.add_argument("--init-from", metavar="FILE",
+                   help="start from a pretrained encoder (`speechlstm pretrain`) or fine-tune a trained "
+                        "checkpoint with the same labels (same feature/model settings)")
+    t.add_argument("--mine-with", metavar="CKPT",
+                   help="draw train.mining.share of the --talk rows from this model's false alarms on them "
+                        "(windows where it gives a command >= train.mining.min_score)")
+    t.add_argument("--teacher", action="append", metavar="CKPT",
+                   help="distil from trained models with the same labels (repeatable: their mean); "
+                        "weight train.distill.weight (set it > 0), temperature train.distill.temperature")
+    t.add_argument("--resume", action="store_true", help="continue from <out>.train-state.pt")
+
+
+def _args_run(p: argparse.ArgumentParser, set_help: str) -> None:
+    """The options every training command shares."""
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help=set_help + " (repeatable; JSON)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (under torchrun: one GPU a process)")
+    p.add_argument("--max-steps", type=int, help="cap optimizer steps per epoch (smoke runs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .config import FeatureConfig, ModelConfig, TrainConfig, from_dict
-    from .train import train
+    from .config import FeatureConfig, ModelConfig, from_dict
+    from .train import TrainConfig, train
 
-    flags = {"train": ("epochs", "batch_size", "lr", "seed", "task"), "model": ("hidden_size", "num_layers"),
-             "features": ()}
-    sections = _config_sections(args, flags)
     if args.max_steps is not None and args.max_steps <= 0:
         raise SpeechLSTMError("--max-steps must be positive")
-    train(args.data_dir, args.out, from_dict(TrainConfig, sections["train"]),
-          from_dict(FeatureConfig, sections["features"]), from_dict(ModelConfig, sections["model"]),
+    sections = _sections(args, {"task": ("train", "task"), "epochs": ("train", "optim", "epochs"),
+                                "seed": ("train", "optim", "seed")})
+    unknown = set(sections) - {"train", "model", "features"}
+    if unknown:
+        raise SpeechLSTMError(f"--set {', '.join(sorted(unknown))}: sections are features, model and train")
+    train(args.data_dir, args.out, from_dict(TrainConfig, sections.get("train")),
+          from_dict(FeatureConfig, sections.get("features")), from_dict(ModelConfig, sections.get("model")),
           device=args.device, resume=args.resume, cache_dir=args.cache_dir, progress=not args.quiet,
           max_steps=args.max_steps, extra_data=tuple(args.extra_data or ()),
           more_data=tuple(args.more_data or ()), talk_dir=args.talk,
@@ -48,15 +82,54 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pretrain(args: argparse.Namespace) -> int:
-    from .config import FeatureConfig, ModelConfig, PretrainConfig, from_dict
-    from .pretrain import pretrain
+def _args_recipe(r: argparse.ArgumentParser) -> None:
+    r.add_argument("recipe", type=Path, help="a recipe file, e.g. recipes/commands12.toml")
+    r.add_argument("--out-dir", required=True, type=Path, help="where every stage writes its files")
+    r.add_argument("--var", action="append", metavar="NAME=PATH", help="an input of the recipe's [vars]")
+    r.add_argument("--only", metavar="STAGE", help="run this stage alone (its inputs must exist)")
+    _args_run(r, "config for every stage, e.g. train.optim.epochs=1")
 
-    flags = {"pretrain": ("epochs", "batch_size", "lr", "seed"), "model": (), "features": ()}
-    sections = _config_sections(args, flags)
-    pretrain(args.corpus, args.aligned, args.out, from_dict(PretrainConfig, sections["pretrain"]),
-             from_dict(FeatureConfig, sections["features"]), from_dict(ModelConfig, sections["model"]),
-             noise_dir=args.noise, device=args.device, progress=not args.quiet, max_steps=args.max_steps)
+
+def _recipe(args: argparse.Namespace) -> int:
+    from .recipes import Runner, load_recipe, parse_assignments
+
+    if args.max_steps is not None and args.max_steps <= 0:
+        raise SpeechLSTMError("--max-steps must be positive")
+    variables = {}
+    for item in args.var or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SpeechLSTMError(f"--var {item!r}: expected NAME=PATH")
+        variables[name] = value
+    recipe = load_recipe(args.recipe, variables, parse_assignments(args.set, "--set"))
+    done = Runner(recipe, args.out_dir, device=args.device, progress=not args.quiet, max_steps=args.max_steps,
+                  log=lambda m: print(m, file=sys.stderr, flush=True)).run(args.only)
+    for name, files in done.items():
+        print(f"{name}: {', '.join(map(str, files))}")
+    return 0
+
+
+def _args_pretrain(pt: argparse.ArgumentParser) -> None:
+    pt.add_argument("corpus", help="root of speaker/chapter/*.flac with *.trans.txt transcripts")
+    pt.add_argument("--aligned", required=True, type=Path,
+                    help="what `speechlstm corpus CORPUS --out DIR` wrote (DIR or DIR/alignments.jsonl)")
+    pt.add_argument("--out", required=True, type=Path, help="encoder file to write (for train --init-from)")
+    pt.add_argument("--noise", metavar="DIR", help="background noise .wav files mixed in (e.g. _background_noise_)")
+    pt.add_argument("--epochs", type=int)
+    pt.add_argument("--seed", type=int)
+    pt.add_argument("--resume", action="store_true", help="continue from <out>.train-state.pt")
+    _args_run(pt, "pretrain.*, model.* or features.* fields (the classifier must use the same model/features)")
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from .config import FeatureConfig, ModelConfig, from_dict
+    from .pretrain import PretrainConfig, pretrain
+
+    sections = _sections(args, {"epochs": ("pretrain", "optim", "epochs"), "seed": ("pretrain", "optim", "seed")})
+    pretrain(args.corpus, args.aligned, args.out, from_dict(PretrainConfig, sections.get("pretrain")),
+             from_dict(FeatureConfig, sections.get("features")), from_dict(ModelConfig, sections.get("model")),
+             noise_dir=args.noise, device=args.device, resume=args.resume, progress=not args.quiet,
+             max_steps=args.max_steps)
     return 0
 
 
@@ -184,19 +257,9 @@ def _streamer(args: argparse.Namespace, input_rate: int | None = None):
 
 def _recordings(args: argparse.Namespace, streamer):
     """Run the model once over every recording given: (command recordings, speech-only ones)."""
-    from .audio import read_audio
-    from .stream_eval import record
-    from .stream_make import read_truth
+    from .stream_eval import record_files
 
-    if len(args.labels) != len(args.audio):
-        raise DataError(f"give one --labels per --audio ({len(args.audio)} audio, {len(args.labels)} labels)")
-    recs, speech = [], []
-    for audio_path, labels in [*zip(args.audio, args.labels), *((p, None) for p in args.speech_audio)]:
-        audio, _ = read_audio(audio_path, streamer.sample_rate)
-        truth = read_truth(labels) if labels is not None else []
-        rec, _ = record(streamer, audio, truth, progress=not args.quiet)
-        (recs if labels is not None else speech).append(rec)
-    return recs, speech
+    return record_files(streamer, args.audio, args.labels, args.speech_audio, progress=not args.quiet)
 
 
 def _evaluate_stream(args: argparse.Namespace) -> int:
@@ -225,11 +288,9 @@ def _evaluate_stream(args: argparse.Namespace) -> int:
     return 0
 
 
-SWEEP_COLUMNS = ("threshold", "correct_pct", "missed_pct", "wrong_pct", "false_alarms_per_hour",
-                 "speech_false_alarms_per_hour", "median_delay_ms")
-
-
 def _sweep_table(rows: list[dict]) -> str:
+    from .stream_eval import SWEEP_COLUMNS
+
     cols = [c for c in SWEEP_COLUMNS if any(c in r for r in rows)]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---:|" * len(cols)]
     lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
@@ -240,6 +301,7 @@ def _write_sweep(rows: list[dict], out: Path) -> None:
     import csv
 
     from .plots import plot_stream_sweep
+    from .stream_eval import SWEEP_COLUMNS
 
     out.mkdir(parents=True, exist_ok=True)
     cols = [c for c in SWEEP_COLUMNS if any(c in r for r in rows)]
@@ -252,26 +314,14 @@ def _write_sweep(rows: list[dict], out: Path) -> None:
 
 
 def _calibrate_stream(args: argparse.Namespace) -> int:
-    from .checkpoint import save_checkpoint
-    from .stream_eval import Limits, calibrate, evaluate
+    from .stream_eval import Limits, calibrate_file
 
-    if args.out.suffix != ".pt":
-        raise DataError(f"{args.out}: calibration is written into a .pt checkpoint")
-    streamer = _streamer(args)
-    recs, speech = _recordings(args, streamer)
     limits = Limits(args.max_wrong_pct, args.max_false_alarms_per_hour, args.max_delay_ms, args.false_alarm_weight,
                     args.max_correct_gap)
-    cfg, scores = calibrate(recs, speech, streamer.recognizer.labels, streamer.config, limits,
-                            progress=not args.quiet)
-    before = evaluate(recs, speech, streamer.recognizer.labels, streamer.config)
-    ckpt = streamer.recognizer.checkpoint  # the model that was heard (default: the one for streams)
-    if not ckpt.state_dict:
-        raise DataError(f"{args.checkpoint}: calibration is written into a .pt checkpoint, not an exported model")
-    ckpt.streaming = cfg
-    ckpt.metrics["stream_calibration"] = {k: v for k, v in scores.items() if not isinstance(v, (dict, list))}
-    save_checkpoint(ckpt, args.out)
-    print(json.dumps({"rule": dataclasses.asdict(cfg), "validation": scores,
-                      "before": {"rule": dataclasses.asdict(streamer.config), "validation": before}}, indent=1))
+    result = calibrate_file(args.checkpoint, args.audio, args.labels,
+                            args.speech_audio, args.out, limits, device=args.model_device, runtime=args.runtime,
+                            overrides=_stream_overrides(args), progress=not args.quiet)
+    print(json.dumps(result, indent=1))
     print(f"wrote the calibrated rule into {args.out}", file=sys.stderr)
     return 0
 
@@ -342,66 +392,7 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="speechlstm", description="Speech command recognition with a BiLSTM.")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    t = sub.add_parser("train", help="train a model on a Speech Commands directory")
-    t.add_argument("--data-dir", required=True, help="Speech Commands root (word folders, lists)")
-    t.add_argument("--out", required=True, type=Path, help="checkpoint to write (best on validation)")
-    t.add_argument("--task", choices=["commands12", "words35"])
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--seed", type=int)
-    t.add_argument("--hidden-size", type=int)
-    t.add_argument("--num-layers", type=int)
-    t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    t.add_argument("--resume", action="store_true", help="continue from <out>.train-state.pt")
-    t.add_argument("--cache-dir", help="where decoded clips are cached (default ~/.cache/speechlstm)")
-    t.add_argument("--max-steps", type=int, help="cap optimizer steps per epoch (smoke runs)")
-    t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                   help="any config field, e.g. model.conv_stride=4, train.speed=0.1, features.hop_ms=20 "
-                        "(repeatable; values are JSON)")
-    t.add_argument("--extra-data", action="append", metavar="DIR",
-                   help="extra training clips in word/*.wav folders from elsewhere (`speechlstm synth`, "
-                        "`speechlstm corpus`): train.synth_ratio, train.extra_unknown_ratio")
-    t.add_argument("--more-data", action="append", metavar="DIR",
-                   help="more Speech Commands clips (word/<speaker>_nohash_<n>.wav) joining the training split "
-                        "as they are; speakers of the dataset's testing split (hash rule) are left out")
-    t.add_argument("--talk", metavar="DIR",
-                   help="read speech in the LibriSpeech layout (streaming-aware windows: train.talk_ratio, "
-                        "train.stream_context_prob); utterances with a command word are not used")
-    t.add_argument("--init-from", metavar="FILE",
-                   help="start from a pretrained encoder (`speechlstm pretrain`) or fine-tune a trained "
-                        "checkpoint with the same labels (same feature/model settings)")
-    t.add_argument("--mine-with", metavar="CKPT",
-                   help="draw train.talk_hard_share of the --talk rows from this model's false alarms on them "
-                        "(windows where it gives a command >= train.mine_min_score)")
-    t.add_argument("--teacher", action="append", metavar="CKPT",
-                   help="distil from trained models with the same labels (repeatable: their mean); "
-                        "weight train.distill_weight (set it > 0), temperature train.distill_temperature")
-    t.add_argument("--quiet", action="store_true", help="no progress bars")
-    t.set_defaults(func=_train)
-
-    pt = sub.add_parser("pretrain", help="phonetic pretraining of the encoder on force-aligned read speech")
-    pt.add_argument("corpus", help="root of speaker/chapter/*.flac with *.trans.txt transcripts")
-    pt.add_argument("--aligned", required=True, type=Path,
-                    help="what `speechlstm corpus CORPUS --out DIR` wrote (DIR or DIR/alignments.jsonl)")
-    pt.add_argument("--out", required=True, type=Path, help="encoder file to write (for train --init-from)")
-    pt.add_argument("--noise", metavar="DIR", help="background noise .wav files mixed in (e.g. _background_noise_)")
-    pt.add_argument("--epochs", type=int)
-    pt.add_argument("--batch-size", type=int)
-    pt.add_argument("--lr", type=float)
-    pt.add_argument("--seed", type=int)
-    pt.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                    help="pretrain.*, model.* or features.* fields (the classifier must use the same model/features)")
-    pt.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    pt.add_argument("--max-steps", type=int, help="cap optimizer steps per epoch (smoke runs)")
-    pt.add_argument("--quiet", action="store_true")
-    pt.set_defaults(func=_pretrain)
-
-    y = sub.add_parser("synth", help="render synthetic training speech with offline TTS engines")
+def _args_synth(y: argparse.ArgumentParser) -> None:
     y.add_argument("--out", required=True, help="output tree (word/*.wav); existing renders are reused")
     y.add_argument("--per-word", type=int, default=60, help="renders per word or phrase")
     y.add_argument("--words", nargs="+", help="texts to render (default: the 35 words + extra unknowns)")
@@ -410,9 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--seed", type=int, default=0)
     y.add_argument("--jobs", type=int, help="parallel renders (default: CPU count)")
     y.add_argument("--quiet", action="store_true")
-    y.set_defaults(func=_synth)
 
-    r = sub.add_parser("predict", help="recognize the command in audio files")
+def _args_predict(r: argparse.ArgumentParser) -> None:
     r.add_argument("files", nargs="+")
     r.add_argument("--checkpoint", help="checkpoint file (default: the shipped commands12 model)")
     r.add_argument("--top-k", type=int, default=3)
@@ -421,12 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--int8", action="store_true", help="PyTorch dynamic int8 (the same as --runtime int8)")
     r.add_argument("--runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
     r.add_argument("--verbose", action="store_true", help="also say how the model runs (on stderr)")
-    r.set_defaults(func=_predict)
 
-    sub.add_parser("serve", help="start the web demo (same as python app.py; see serve --help)",
-                   add_help=False)
-
-    e = sub.add_parser("evaluate", help="accuracy report on a labelled data set")
+def _args_evaluate(e: argparse.ArgumentParser) -> None:
     e.add_argument("--checkpoint", help="checkpoint file (default: the shipped commands12 model)")
     e.add_argument("--data", required=True,
                    help="Speech Commands root, canonical test-set folder, or CSV manifest (path,label)")
@@ -438,16 +424,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--int8", action="store_true", help="PyTorch dynamic int8 (the same as --runtime int8)")
     e.add_argument("--runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
     e.add_argument("--quiet", action="store_true")
-    e.set_defaults(func=_evaluate)
 
-    x = sub.add_parser("export", help="write an ONNX or TorchScript model (waveform in, MFCC inside)")
+def _args_export(x: argparse.ArgumentParser) -> None:
     x.add_argument("out", type=Path, help="file to write, e.g. commands12.onnx")
     x.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
     x.add_argument("--int8", action="store_true", help="int8 weights (dynamic quantization)")
     x.add_argument("--checkpoint", help="checkpoint file (default: the shipped commands12 model)")
-    x.set_defaults(func=_export)
 
-    b = sub.add_parser("bench", help="latency, throughput, MFCC and streaming cost, memory")
+def _args_bench(b: argparse.ArgumentParser) -> None:
     b.add_argument("--checkpoint", help="checkpoint file (default: the shipped commands12 model)")
     b.add_argument("--device", default="cpu", help="cpu or cuda")
     b.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -455,13 +439,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--train", metavar="DATA_DIR",
                    help="instead: profile training steps on this dataset (time per stage, clips/s)")
     b.add_argument("--train-steps", type=int, default=40, help="training steps to time with --train")
-    b.set_defaults(func=_bench)
 
-    dr = sub.add_parser("doctor", help="check the install: the torch/torchaudio pair, the front end, the runtime")
+def _args_doctor(dr: argparse.ArgumentParser) -> None:
     dr.add_argument("--no-runtime", action="store_true", help="skip building the default runtime (an export)")
-    dr.set_defaults(func=_doctor)
 
-    m = sub.add_parser("make-stream", help="build a long test recording with ground truth")
+def _args_make_stream(m: argparse.ArgumentParser) -> None:
     m.add_argument("--data", help="Speech Commands root (the command clips and background noise)")
     m.add_argument("--split", default="test", choices=["train", "validation", "test"])
     m.add_argument("--minutes", type=float, default=10.0)
@@ -477,31 +459,28 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: a reader's 'Yes.' is a real yes, not a false alarm)")
     m.add_argument("out_wav", type=Path)
     m.add_argument("out_csv", type=Path)
-    m.set_defaults(func=_make_stream)
 
-    def recordings(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--audio", action="append", default=[], type=Path, required=True,
-                       help="a recording with commands (repeatable)")
-        p.add_argument("--labels", action="append", default=[], type=Path, required=True,
-                       help="its ground truth CSV: label,time_ms[,end_ms] (one per --audio)")
-        p.add_argument("--speech-audio", action="append", default=[], type=Path,
-                       help="command-free speech: every detection is a false alarm (repeatable)")
-        p.add_argument("--quiet", action="store_true")
+def _args_recordings(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--audio", action="append", default=[], type=Path, required=True,
+                   help="a recording with commands (repeatable)")
+    p.add_argument("--labels", action="append", default=[], type=Path, required=True,
+                   help="its ground truth CSV: label,time_ms[,end_ms] (one per --audio)")
+    p.add_argument("--speech-audio", action="append", default=[], type=Path,
+                   help="command-free speech: every detection is a false alarm (repeatable)")
+    p.add_argument("--quiet", action="store_true")
 
-    es = sub.add_parser("evaluate-stream", help="score the streaming recognizer on long recordings")
+def _args_evaluate_stream(es: argparse.ArgumentParser) -> None:
     _add_stream_options(es)
-    recordings(es)
+    _args_recordings(es)
     es.add_argument("--tolerance-ms", type=float, default=500.0)
     es.add_argument("--sweep", action="store_true",
                     help="also: correct / missed / wrong and false alarms per hour over thresholds")
     es.add_argument("--out", type=Path, help="with --sweep: write sweep.csv, sweep.md and sweep.png here")
     es.add_argument("--json", action="store_true")
-    es.set_defaults(func=_evaluate_stream)
 
-    cs = sub.add_parser("calibrate-stream",
-                        help="choose the streaming rule (per-command thresholds) on validation recordings")
+def _args_calibrate_stream(cs: argparse.ArgumentParser) -> None:
     _add_stream_options(cs)
-    recordings(cs)
+    _args_recordings(cs)
     cs.add_argument("--max-wrong-pct", type=float, default=1.5, help="wrong detections, %% of commands")
     cs.add_argument("--max-false-alarms-per-hour", type=float, default=1.5,
                     help="on the --speech-audio recordings (without them: between the commands)")
@@ -513,18 +492,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="correct detections at most this many points below the model's one-clip accuracy on "
                          "the same commands")
     cs.add_argument("--out", type=Path, required=True, help="checkpoint to write (the input's weights + the rule)")
-    cs.set_defaults(func=_calibrate_stream)
 
-    co = sub.add_parser("corpus", help="force-align a LibriSpeech-layout corpus (PocketSphinx) into word clips")
+def _args_corpus(co: argparse.ArgumentParser) -> None:
     co.add_argument("corpus", help="root of speaker/chapter/*.flac with *.trans.txt transcripts")
     co.add_argument("--out", required=True, type=Path, help="word clips in the Speech Commands layout, and the cache")
     co.add_argument("--words", default="all",
                     help="all (but homophones of a command: know, write, ...), commands, or a comma-separated list")
     co.add_argument("--jobs", type=int, help="parallel alignment processes (default: every core)")
     co.add_argument("--quiet", action="store_true")
-    co.set_defaults(func=_corpus)
 
-    lv = sub.add_parser("live", help="recognize commands from the microphone (or a recording)")
+def _args_live(lv: argparse.ArgumentParser) -> None:
     _add_stream_options(lv, device_flag="--model-device")
     lv.add_argument("--device", help="input device name or index (see --list-devices)")
     lv.add_argument("--list-devices", action="store_true")
@@ -534,15 +511,45 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--duration-s", type=float, help="stop listening after this many seconds")
     lv.add_argument("--save", metavar="FILE", help="also record what the device hears (WAV/FLAC, float); "
                     "--input FILE replays it with the same detections")
-    lv.set_defaults(func=_live)
 
-    d = sub.add_parser("download", help="download and extract the Speech Commands dataset")
+def _args_download(d: argparse.ArgumentParser) -> None:
     d.add_argument("dest", type=Path)
     d.add_argument("--version", default="0.02", choices=["0.01", "0.02"])
     d.add_argument("--url", help="another location of the tarball (mirror or file://)")
     d.add_argument("--sha256", help="expected checksum of --url")
     d.add_argument("--quiet", action="store_true")
-    d.set_defaults(func=_download)
+
+
+COMMANDS = (  # name, help, its arguments, what it runs
+    ("train", "train a model on a Speech Commands directory (one run; a whole recipe: `recipe`)", _args_train,
+     _train),
+    ("recipe", "run a recipe file (recipes/*.toml): every stage that makes a model", _args_recipe, _recipe),
+    ("pretrain", "phonetic pretraining of the encoder on force-aligned read speech", _args_pretrain, _pretrain),
+    ("synth", "render synthetic training speech with offline TTS engines", _args_synth, _synth),
+    ("predict", "recognize the command in audio files", _args_predict, _predict),
+    ("evaluate", "accuracy report on a labelled data set", _args_evaluate, _evaluate),
+    ("export", "write an ONNX or TorchScript model (waveform in, MFCC inside)", _args_export, _export),
+    ("bench", "latency, throughput, MFCC and streaming cost, memory", _args_bench, _bench),
+    ("doctor", "check the install: the torch/torchaudio pair, the front end, the runtime", _args_doctor, _doctor),
+    ("make-stream", "build a long test recording with ground truth", _args_make_stream, _make_stream),
+    ("evaluate-stream", "score the streaming recognizer on long recordings", _args_evaluate_stream,
+     _evaluate_stream),
+    ("calibrate-stream", "choose the streaming rule (per-command thresholds) on validation recordings",
+     _args_calibrate_stream, _calibrate_stream),
+    ("corpus", "force-align a LibriSpeech-layout corpus (PocketSphinx) into word clips", _args_corpus, _corpus),
+    ("live", "recognize commands from the microphone (or a recording)", _args_live, _live),
+    ("download", "download and extract the Speech Commands dataset", _args_download, _download),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="speechlstm", description="Speech command recognition with a BiLSTM.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, help_, add_arguments, func in COMMANDS:
+        command = sub.add_parser(name, help=help_)
+        add_arguments(command)
+        command.set_defaults(func=func)
+    sub.add_parser("serve", help="start the web demo (same as python app.py; see serve --help)", add_help=False)
     return p
 
 

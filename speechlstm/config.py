@@ -1,11 +1,14 @@
-"""Configuration dataclasses. Saved inside every checkpoint; the only place
-feature and model sizes are defined and derived."""
+"""Configuration dataclasses: the front end, the network and the streaming rule
+(what inference rebuilds from a checkpoint; the only place feature and model sizes
+are defined and derived), and the helpers every config section uses. Training's
+sections live with the modules that read them (``train.TrainConfig`` gathers them)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
@@ -23,7 +26,8 @@ RUNTIME_HELP = ("how the model runs (default auto: on the CPU ONNX Runtime with 
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any] | None) -> T:
-    """Build a config dataclass from a plain dict, rejecting unknown keys."""
+    """Build a config dataclass from a plain dict, rejecting unknown keys; a field that is
+    itself a config dataclass (a section) is built from its own dict the same way."""
     data = dict(data or {})
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -32,10 +36,26 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None) -> T:
             f"unknown {cls.__name__} key(s): {', '.join(unknown)}; "
             f"known keys: {', '.join(sorted(names))}"
         )
-    for f in dataclasses.fields(cls):  # tuples come back from JSON/CSV as lists
-        if f.name in data and isinstance(data[f.name], list):
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        if dataclasses.is_dataclass(hints[f.name]):
+            if not isinstance(data[f.name], Mapping):
+                raise ConfigError(f"{cls.__name__}.{f.name} is a section: give a table of its keys")
+            data[f.name] = from_dict(hints[f.name], data[f.name])
+        elif isinstance(data[f.name], list):  # tuples come back from JSON/CSV/TOML as lists
             data[f.name] = tuple(data[f.name])
     return cls(**data)
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` on top, section by section (nested dicts merge, values replace)."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) \
+            else value
+    return out
 
 
 def default_cache_dir() -> Path:
@@ -139,114 +159,6 @@ class ModelConfig:
     @property
     def pooled_size(self) -> int:
         return 2 * self.hidden_size * (2 if self.pooling == "meanmax" else 1)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything the training loop and augmentation read."""
-
-    task: str = "commands12"
-    epochs: int = 60
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 1e-2
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    patience: int = 60  # early stopping: epochs without validation improvement (60: the full schedule)
-    seed: int = 0
-    silence_ratio: float = 0.1  # silence clips per command clip (1/12 of the total)
-    unknown_ratio: float = 0.1  # unknown clips per command clip in training (evaluation: always 0.1)
-    synth_ratio: float = 0.0  # synthetic (TTS) command clips per real command clip, when extra data is given
-    synth_unknowns: str = "separate"  # synthetic non-command words: "separate" (drawn at unknown_ratio of
-    # the synthetic commands) or "pooled" (join the real unknown pool, which they then outnumber)
-    extra_unknown_ratio: float = 0.0  # other words from --extra-data (kept "separate") per real command clip,
-    # a share of their own beside the dataset's unknown_ratio (e.g. force-aligned read speech, wake words)
-    ema_decay: float = 0.0  # >0: keep, evaluate and save an exponential moving average of the weights
-    mixup_alpha: float = 0.0  # >0: mixup of waveforms with Beta(alpha, alpha) weights
-    # augmentation (training only)
-    noise_prob: float = 0.8
-    snr_db: tuple[float, float] = (0.0, 20.0)
-    shift_ms: float = 100.0
-    gain_db: float = 6.0
-    speed: float = 0.1  # speed perturbation: rate drawn from [1 - speed, 1 + speed] (tempo and pitch)
-    reverb_prob: float = 0.0  # chance of a simulated room (exponential-decay impulse response)
-    reverb_rt60_s: tuple[float, float] = (0.1, 0.6)
-    # streaming-aware windows (windows.StreamWindows): shares of speech rows whose word is placed anywhere
-    # fully inside, cut at an edge (labelled by how much is inside), or given other speech around it
-    stream_place_prob: float = 0.0
-    stream_cut_prob: float = 0.0
-    stream_context_prob: float = 0.0
-    keep_fraction: float = 0.85  # a cut command at least this much inside keeps its label
-    unknown_fraction: float = 0.5  # ... at most this much inside is _unknown_ (between: left out of the loss)
-    join_prob: float = 0.0  # share of command rows replaced by two different commands run together, each cut
-    # in half at its middle (the first half of one, the second half of the other): a hard _unknown_
-    talk_ratio: float = 0.0  # extra rows of read speech (--talk, no command words) as _unknown_, per batch row
-    talk_hard_share: float = 0.0  # share of those rows drawn from mined false alarms (mining.py, --mine-with CKPT)
-    mine_min_score: float = 0.3  # ... the windows where that model gives a command at least this probability
-    # distillation (train --teacher CKPT, repeatable): the loss is (1 - w) * cross-entropy + w * T^2 *
-    # KL(teachers' mean softened posteriors || the student's), on the same augmented batch
-    distill_weight: float = 0.0
-    distill_temperature: float = 2.0
-    time_masks: int = 2
-    time_mask_frames: int = 10
-    freq_masks: int = 2
-    freq_mask_bins: int = 5
-
-    def __post_init__(self) -> None:
-        if self.task not in ("commands12", "words35"):
-            raise ConfigError(f"task must be 'commands12' or 'words35', got {self.task!r}")
-        if self.epochs <= 0 or self.batch_size <= 0 or self.lr <= 0:
-            raise ConfigError("epochs, batch_size and lr must be positive")
-        if len(self.snr_db) != 2 or self.snr_db[0] > self.snr_db[1]:
-            raise ConfigError(f"snr_db must be (low, high), got {self.snr_db}")
-        if len(self.reverb_rt60_s) != 2 or not 0 < self.reverb_rt60_s[0] <= self.reverb_rt60_s[1]:
-            raise ConfigError(f"reverb_rt60_s must be (low, high) > 0, got {self.reverb_rt60_s}")
-        if self.synth_unknowns not in ("separate", "pooled"):
-            raise ConfigError(f"synth_unknowns must be 'separate' or 'pooled', got {self.synth_unknowns!r}")
-        if not 0 <= self.speed < 0.5:
-            raise ConfigError(f"speed must be in [0, 0.5), got {self.speed}")
-        if not 0 <= self.ema_decay < 1:
-            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if not 0 <= self.unknown_fraction < self.keep_fraction <= 1:
-            raise ConfigError("need 0 <= unknown_fraction < keep_fraction <= 1")
-        if not 0 <= self.distill_weight <= 1 or self.distill_temperature <= 0:
-            raise ConfigError("need 0 <= distill_weight <= 1 and distill_temperature > 0")
-        if not (0 <= self.talk_hard_share <= 1 and 0 <= self.mine_min_score <= 1):
-            raise ConfigError("talk_hard_share and mine_min_score must be in [0, 1]")
-        if self.stream_place_prob + self.stream_cut_prob > 1:
-            raise ConfigError("stream_place_prob + stream_cut_prob must be <= 1")
-        for name in ("unknown_ratio", "extra_unknown_ratio", "silence_ratio", "synth_ratio", "mixup_alpha",
-                     "reverb_prob", "talk_ratio", "stream_place_prob", "stream_cut_prob", "stream_context_prob",
-                     "join_prob"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """Phonetic pretraining of the encoder (``pretrain.py``): 1 s windows of
-    force-aligned read speech, a phone label for every encoder step."""
-
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 1e-2
-    warmup_epochs: float = 0.5
-    label_smoothing: float = 0.1
-    seed: int = 0
-    validation_pct: float = 10.0  # speakers held out (by a hash of the id) to choose the best epoch
-    windows_per_second: float = 1.0  # training windows per epoch per second of training audio
-    noise_prob: float = 0.8  # background noise (--noise) at a random SNR, as in command training
-    snr_db: tuple[float, float] = (0.0, 20.0)
-    gain_db: float = 6.0
-
-    def __post_init__(self) -> None:
-        if self.epochs <= 0 or self.batch_size <= 0 or self.lr <= 0 or self.windows_per_second <= 0:
-            raise ConfigError("epochs, batch_size, lr and windows_per_second must be positive")
-        if not 0 < self.validation_pct < 100:
-            raise ConfigError(f"validation_pct must be in (0, 100), got {self.validation_pct}")
-        if len(self.snr_db) != 2 or self.snr_db[0] > self.snr_db[1]:
-            raise ConfigError(f"snr_db must be (low, high), got {self.snr_db}")
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,12 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 from .config import DEFAULT_FEATURES, default_cache_dir
 from .audio import pad_or_trim, read_audio
-from .errors import AudioError, DataError
+from .errors import AudioError, ConfigError, DataError
 from .labels import COMMANDS10, SILENCE, UNKNOWN
 
 NOISE_DIR = "_background_noise_"
@@ -199,6 +200,26 @@ def _cache_key(index: SpeechCommandsIndex, sample_rate: int, clip_samples: int) 
 # --------------------------------------------------------------------------- task splits
 
 
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How a training epoch is drawn (``train.sampling``): the shares of ``_silence_``,
+    ``_unknown_`` and extra clips per real command clip (evaluation: always 1/10 each)."""
+
+    silence_ratio: float = 0.1  # silence clips per command clip (1/12 of the total)
+    unknown_ratio: float = 0.1  # unknown clips per command clip in training
+    synth_ratio: float = 0.0  # extra (--extra-data) command clips per real command clip; their other words
+    # come with them at unknown_ratio of those
+    extra_unknown_ratio: float = 0.0  # other words from --extra-data per real command clip, a share of their
+    # own beside the dataset's unknown_ratio (e.g. force-aligned read speech, wake words). (Pooling them with
+    # the dataset's own other words, which they then outnumber, was measured and not kept: model card.)
+
+    def __post_init__(self) -> None:
+        for name in ("silence_ratio", "unknown_ratio", "synth_ratio", "extra_unknown_ratio"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+
 @dataclass
 class SplitSet:
     """One split as rows into the cache (-1 = a silence clip made from noise)."""
@@ -213,25 +234,22 @@ class SplitSet:
 class SpeechCommands:
     """The commands12 or words35 task over one dataset directory."""
 
-    def __init__(self, root: str | os.PathLike, task: str = "commands12", *, sample_rate: int = DEFAULT_FEATURES.sample_rate,
-                 clip_samples: int = DEFAULT_FEATURES.clip_samples, cache_dir: str | os.PathLike | None = None,
-                 silence_ratio: float = 0.1, unknown_ratio: float = 0.1, seed: int = 0,
-                 progress: bool = True, extra_dirs: tuple[str | os.PathLike, ...] = (),
-                 more_dirs: tuple[str | os.PathLike, ...] = (),
-                 synth_ratio: float = 0.0, synth_unknowns: str = "separate", extra_unknown_ratio: float = 0.0):
+    def __init__(self, root: str | os.PathLike, task: str = "commands12", *, sampling: SamplingConfig | None = None,
+                 sample_rate: int = DEFAULT_FEATURES.sample_rate, clip_samples: int = DEFAULT_FEATURES.clip_samples,
+                 cache_dir: str | os.PathLike | None = None, seed: int = 0, progress: bool = True,
+                 extra_dirs: tuple[str | os.PathLike, ...] = (), more_dirs: tuple[str | os.PathLike, ...] = ()):
+        sampling = sampling or SamplingConfig()
         self.index = SpeechCommandsIndex.scan(root)
-        self.task, self.seed = task, seed
+        self.task, self.seed, self.sampling = task, seed, sampling
         self.labels = task_labels(task, self.index.words)
         for extra in extra_dirs:
             self.index.add_training_dir(extra)
         for more in more_dirs:
             self.index.add_training_dir(more, same_dataset=True)
-        self.silence_ratio, self.unknown_ratio, self.synth_ratio = silence_ratio, unknown_ratio, synth_ratio
-        self.extra_unknown_ratio = extra_unknown_ratio
         self.clip_samples = clip_samples
         self.cache = ClipCache.build(self.index, sample_rate, clip_samples, cache_dir, progress)
         self.noise = [read_audio(p, sample_rate)[0] for p in self.index.noise_files]
-        if task == "commands12" and silence_ratio > 0 and not self.noise:
+        if task == "commands12" and sampling.silence_ratio > 0 and not self.noise:
             raise DataError(f"{root}: commands12 needs {NOISE_DIR}/ to make _silence_ clips")
         label_of = {w: i for i, w in enumerate(self.labels)}
         self._known: dict[str, tuple[list[int], list[int]]] = {}  # split -> (rows, labels)
@@ -251,7 +269,7 @@ class SpeechCommands:
                     target[0].append(row)
                     target[1].append(label_of[clip.word])
                 elif task == "commands12":
-                    if clip.synthetic and synth_unknowns == "separate":
+                    if clip.synthetic:
                         self._synth_unknown.append(row)
                     else:
                         pool.append(row)
@@ -269,25 +287,25 @@ class SpeechCommands:
         rng = rng or np.random.default_rng([self.seed, SPLITS.index(name)])
         rows, labels = self._known[name]
         rows, labels = list(rows), list(labels)
-        n_real = len(rows)
-        if name == "train" and self.synth_ratio > 0 and self._synth[0]:
-            n_synth = min(math.ceil(self.synth_ratio * n_real), len(self._synth[0]))
+        n_real, s = len(rows), self.sampling
+        if name == "train" and s.synth_ratio > 0 and self._synth[0]:
+            n_synth = min(math.ceil(s.synth_ratio * n_real), len(self._synth[0]))
             pick = rng.choice(len(self._synth[0]), size=n_synth, replace=False)
             rows += [self._synth[0][i] for i in pick]
             labels += [self._synth[1][i] for i in pick]
             if self._synth_unknown:  # the synthetic share has the real share's mix of other words
-                other = _draw(rng, self._synth_unknown, self.unknown_ratio, n_synth)
+                other = _draw(rng, self._synth_unknown, s.unknown_ratio, n_synth)
                 rows += other
                 labels += [self.labels.index(UNKNOWN)] * len(other)
-        if name == "train" and self.extra_unknown_ratio > 0 and self._synth_unknown:
+        if name == "train" and s.extra_unknown_ratio > 0 and self._synth_unknown:
             # other words of the extra folders as a share of their own, beside the dataset's (unknown_ratio)
-            other = _draw(rng, self._synth_unknown, self.extra_unknown_ratio, n_real)
+            other = _draw(rng, self._synth_unknown, s.extra_unknown_ratio, n_real)
             rows += other
             labels += [self.labels.index(UNKNOWN)] * len(other)
         if self.task == "commands12":
-            n_silence = math.ceil(self.silence_ratio * n_real)
+            n_silence = math.ceil(s.silence_ratio * n_real)
             pool = self._unknown_pool[name]
-            ratio = self.unknown_ratio if name == "train" else EVAL_UNKNOWN_RATIO
+            ratio = s.unknown_ratio if name == "train" else EVAL_UNKNOWN_RATIO
             unknown = _draw(rng, pool, ratio, n_real)
             rows += unknown + [-1] * n_silence
             labels += [self.labels.index(UNKNOWN)] * len(unknown) + [self.labels.index(SILENCE)] * n_silence
@@ -305,10 +323,15 @@ class SpeechCommands:
     def split_sizes(self) -> dict[str, int]:
         return {name: len(self.split(name)) for name in SPLITS}
 
-    def batches(self, split: SplitSet, batch_size: int, rng: np.random.Generator,
-                shuffle: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (waves (B, S) float32 in [-1, 1], labels (B,)) on the CPU."""
+    def batches(self, split: SplitSet, batch_size: int, rng: np.random.Generator, shuffle: bool = False,
+                rank: int = 0, world_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (waves (B, S) float32 in [-1, 1], labels (B,)) on the CPU. With
+        ``world_size`` > 1, this process's shard of the (shuffled) order, as
+        ``DistributedSampler`` cuts it: every rank gets as many rows (a few repeated)."""
         order = rng.permutation(len(split)) if shuffle else np.arange(len(split))
+        if world_size > 1:
+            shard = DistributedSampler(order, num_replicas=world_size, rank=rank, shuffle=False)
+            order = order[list(shard)]
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             rows = split.rows[idx]

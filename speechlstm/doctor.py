@@ -6,6 +6,7 @@ installing, so a broken pair fails there with its fix, not as a test error.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from dataclasses import dataclass
 
@@ -36,16 +37,22 @@ def check(runtime: bool = True) -> list[Finding]:
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def _shipped():
+    from .checkpoint import load_checkpoint
+
+    return load_checkpoint()
+
+
 def _front_end() -> Finding:
     """The shipped model's MFCC front end, rebuilt from its checkpoint, on one second of a tone."""
     try:
         import numpy as np
         import torch
 
-        from .checkpoint import load_checkpoint
         from .features import MFCC
 
-        ckpt = load_checkpoint()
+        ckpt = _shipped()
         f = ckpt.features
         t = torch.arange(f.clip_samples) / f.sample_rate
         with torch.inference_mode():
@@ -62,7 +69,7 @@ def _runtime() -> Finding:
 
         from .infer import Recognizer
 
-        rec = Recognizer.from_checkpoint(device="cpu")
+        rec = Recognizer(_shipped(), device="cpu")  # the file the front end check read, not read again
         probs = rec.probabilities(np.zeros((1, rec.clip_samples), np.float32))
         ok = bool(np.isfinite(probs).all()) and abs(float(probs.sum()) - 1) < 1e-3
         return Finding("runtime", ok, rec.runtime)

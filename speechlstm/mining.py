@@ -1,17 +1,33 @@
 """False-alarm mining: the windows of command-free read speech that a trained
 model takes for a command. Training draws a share of its read-speech negatives
-from them (``train.talk_hard_share`` with ``train --mine-with CKPT``), the way
+from them (``train.mining.share`` with ``mine_with``), the way
 wake-word trainers feed a model its own false positives back. (Drawing the other
 words a model takes for a command more often was tried for issue 13 and not
 kept: model card, "Confusable words".)"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from tqdm.auto import tqdm
 
-from .labels import COMMANDS10
+from .errors import ConfigError
 from .infer import Recognizer
+from .labels import COMMANDS10
+
+
+@dataclass(frozen=True)
+class MiningConfig:
+    """``train.mining``: ``share`` of the read-speech rows drawn from the windows where the
+    ``mine_with`` model gives a command at least ``min_score`` (0: no mining)."""
+
+    share: float = 0.0
+    min_score: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.share <= 1 and 0 <= self.min_score <= 1):
+            raise ConfigError("mining share and min_score must be in [0, 1]")
 
 
 def _best_command(recognizer: Recognizer, clips: np.ndarray) -> np.ndarray:

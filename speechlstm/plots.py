@@ -101,26 +101,28 @@ def plot_stream_sweep(rows: list[dict], path: str | Path) -> None:
     """Streaming trade-off over thresholds: correct / missed / wrong per threshold
     (left) and missed commands against false alarms per hour (right), the curve
     wake-word benchmarks publish. Rows as ``stream_eval.sweep`` returns them."""
+    from .stream_eval import CORRECT, FALSE_ALARMS, MISSED, SPEECH_FALSE_ALARMS, WRONG
+
     plt = _pyplot()
     grid = [r for r in rows if r["threshold"] != "calibrated"]
     cal = [r for r in rows if r["threshold"] == "calibrated"]
     t = [float(r["threshold"]) for r in grid]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-    for key, name, style in (("correct_pct", "correct", "o-"), ("missed_pct", "missed", "s-"),
-                             ("wrong_pct", "wrong", "^-")):
+    for key, name, style in ((CORRECT, "correct", "o-"), (MISSED, "missed", "s-"),
+                             (WRONG, "wrong", "^-")):
         a.plot(t, [r[key] for r in grid], style, ms=4, label=name)
     a.set_xlabel("threshold (every command)")
     a.set_ylabel("% of spoken commands")
     a.set_title("detections per threshold")
     a.grid(alpha=0.3)
     a.legend()
-    for key, name in (("false_alarms_per_hour", "between commands"),
-                      ("speech_false_alarms_per_hour", "on continuous speech")):
+    for key, name in ((FALSE_ALARMS, "between commands"),
+                      (SPEECH_FALSE_ALARMS, "on continuous speech")):
         if all(key in r for r in grid):
-            b.plot([r[key] for r in grid], [r["missed_pct"] + r["wrong_pct"] for r in grid], "o-", ms=4,
+            b.plot([r[key] for r in grid], [r[MISSED] + r[WRONG] for r in grid], "o-", ms=4,
                    label=f"false alarms {name}")
             for r in cal:
-                b.plot([r[key]], [r["missed_pct"] + r["wrong_pct"]], "k*", ms=12)
+                b.plot([r[key]], [r[MISSED] + r[WRONG]], "k*", ms=12)
     if cal:
         b.plot([], [], "k*", ms=10, label="calibrated per-command thresholds")
     b.set_xscale("symlog", linthresh=1.0)

@@ -19,8 +19,9 @@ import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -29,19 +30,40 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .audio import read_audio
-from .augment import Augmenter
+from .augment import AugmentConfig, Augmenter
 from .checkpoint import ENCODER_PREFIXES, Encoder, save_encoder
-from .config import FeatureConfig, ModelConfig, PretrainConfig, TrainConfig
+from .config import FeatureConfig, ModelConfig, from_dict, to_dict
 from .corpus import librispeech_utterances
-from .errors import DataError
+from .errors import ConfigError, DataError
+from .loop import Distributed, OptimConfig, Step, distributed, fit
 from .model import KeywordBiLSTM, count_parameters, resolve_device
-from .train import warmup_cosine
 
 # PocketSphinx's US-English phone set (ARPAbet, no stress) and silence; its fillers (+NSN+, ...) count as SIL
 PHONES = ("SIL", "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G", "HH", "IH",
           "IY", "JH", "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T", "TH", "UH", "UW", "V", "W",
           "Y", "Z", "ZH")
 LABEL_MS = 10.0  # resolution of the stored phone labels (PocketSphinx's frame)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Phonetic pretraining (``pretrain`` in an encoder file or recipe). Waveform
+    augmentation keeps timing intact: no speed change, shift or room by default."""
+
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=10, warmup_epochs=0.5))
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(speed=0.0, shift_ms=0.0))
+    validation_pct: float = 10.0  # speakers held out (by a hash of the id) to choose the best epoch
+    windows_per_second: float = 1.0  # training windows per epoch per second of training audio
+
+    def __post_init__(self) -> None:
+        if self.windows_per_second <= 0 or not 0 < self.validation_pct < 100:
+            raise ConfigError("need windows_per_second > 0 and validation_pct in (0, 100)")
+        if self.augment.mixup_alpha > 0:
+            raise ConfigError("pretraining labels every step with a phone: no mixup")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "PretrainConfig":
+        return from_dict(cls, data)
 
 
 def held_out(speaker: str, pct: float) -> bool:
@@ -130,6 +152,12 @@ class PhoneticModel(nn.Module):
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         return self.phone_head(self.net.dropout(self.net.encode(feats)))  # (B, T', n_phones)
 
+    def listen(self, wave: torch.Tensor, augment: Augmenter | None = None,
+               gen: torch.Generator | None = None) -> torch.Tensor:
+        """waves (B, S) -> MFCC (SpecAugment with ``augment``) -> (B, T', n_phones)."""
+        feats = self.net.features(wave)  # (B, T, n_mfcc)
+        return self(augment.spec(feats, gen) if augment is not None else feats)
+
     def encoder_state(self) -> dict[str, torch.Tensor]:
         state = {k: v for k, v in self.net.state_dict().items() if k.startswith(ENCODER_PREFIXES)}
         return {**state, **{f"phone_head.{k}": v for k, v in self.phone_head.state_dict().items()}}
@@ -149,20 +177,69 @@ def frame_accuracy(model: PhoneticModel, waves: torch.Tensor, labels: torch.Tens
     model.eval()
     correct = 0
     for i in range(0, len(waves), batch_size):
-        logits = model(model.net.features(waves[i : i + batch_size].to(device)))
+        logits = model.listen(waves[i : i + batch_size].to(device))
         correct += (logits.argmax(-1).cpu() == labels[i : i + batch_size]).sum().item()
     return correct / max(1, labels.numel())
+
+
+class _Listener(nn.Module):
+    """The training forward pass (what DDP wraps): waves -> augmented MFCC -> phone logits."""
+
+    def __init__(self, model: PhoneticModel, augment: Augmenter):
+        super().__init__()
+        self.model, self.augment = model, augment
+
+    def forward(self, wave: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return self.model.listen(wave, self.augment, gen)
+
+
+class PhoneJob:
+    """Random 1 s windows of aligned speech and a phone loss at every encoder step (``loop.Job``)."""
+
+    score = "val_frame_acc"
+    unused_parameters = True  # the classifier's pooling and head sit in the encoder, untrained here
+
+    def __init__(self, model: PhoneticModel, cfg: PretrainConfig, train_set: PhoneCorpus, val: tuple,
+                 features: FeatureConfig, augment: Augmenter, device: torch.device, save):
+        self.model, self.forward = model, _Listener(model, augment)
+        self.cfg, self.train_set, self.val, self.device, self.save = cfg, train_set, val, device, save
+        self.augment, self.clip_samples = augment, features.clip_samples
+        self.steps, self.step_ms = encoder_steps(features, model.net.model_cfg)
+
+    def steps_per_epoch(self, dist: Distributed) -> int:
+        per_rank = self.cfg.windows_per_second * self.train_set.seconds / dist.world_size
+        return math.ceil(per_rank / self.cfg.optim.batch_size)
+
+    def batches(self, epoch: int, rng: np.random.Generator, dist: Distributed) -> Iterator:
+        rng = np.random.default_rng([self.cfg.optim.seed, epoch, 2, dist.rank])  # each rank its own windows
+        while True:
+            yield self.train_set.windows(self.cfg.optim.batch_size, self.clip_samples, self.step_ms, self.steps, rng)
+
+    def step(self, net: nn.Module, batch, gen: torch.Generator, rng: np.random.Generator,
+             ctx: Step) -> tuple[torch.Tensor, int, int]:
+        wave, y = batch  # (B, S), (B, T') phone ids
+        wave, y = self.augment.wave(wave.to(self.device), gen), y.to(self.device)
+        with ctx.autocast():
+            logits = net(wave, gen)  # (B, T', n_phones)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(),
+                                   label_smoothing=self.cfg.optim.label_smoothing)
+        return loss, (logits.argmax(-1) == y).sum().item(), y.numel()
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        return {"val_frame_acc": frame_accuracy(model, *self.val, self.device)}
 
 
 def pretrain(corpus: str | os.PathLike, aligned: str | os.PathLike, out: str | os.PathLike,
              cfg: PretrainConfig = PretrainConfig(), features: FeatureConfig = FeatureConfig(),
              model_cfg: ModelConfig = ModelConfig(), *, noise_dir: str | os.PathLike | None = None,
-             device: str = "auto", progress: bool = True, max_steps: int | None = None) -> dict[str, float]:
+             device: str = "auto", resume: bool = False, progress: bool = True,
+             max_steps: int | None = None) -> dict[str, float]:
     """Pretrain the encoder on ``corpus`` aligned into ``aligned`` and write the
     best epoch (held-out speakers' frame accuracy) to ``out``. Returns its metrics."""
-    out, dev = Path(out), resolve_device(device)
-    started = time.time()
-    data = PhoneCorpus.load(corpus, aligned, features.sample_rate, progress)
+    out, started = Path(out), time.time()
+    dist = distributed(resolve_device(device))
+    dev = dist.device(resolve_device(device))
+    data = PhoneCorpus.load(corpus, aligned, features.sample_rate, progress and dist.main)
     val_mask = [held_out(s, cfg.validation_pct) for s in data.speakers]
     train_set, val_set = data.subset([not v for v in val_mask]), data.subset(val_mask)
     if not train_set.audio or not val_set.audio:
@@ -171,60 +248,32 @@ def pretrain(corpus: str | os.PathLike, aligned: str | os.PathLike, out: str | o
     noise = [read_audio(p, features.sample_rate)[0] for p in sorted(Path(noise_dir).glob("*.wav"))] \
         if noise_dir is not None else []
     steps, step_ms = encoder_steps(features, model_cfg)
-    val_waves, val_labels = val_set.windows(min(2000, max(256, int(val_set.seconds))), features.clip_samples,
-                                            step_ms, steps, np.random.default_rng([cfg.seed, 1]))
-    torch.manual_seed(cfg.seed)
+    val = val_set.windows(min(2000, max(256, int(val_set.seconds))), features.clip_samples, step_ms, steps,
+                          np.random.default_rng([cfg.optim.seed, 1]))
+    torch.manual_seed(cfg.optim.seed)
     model = PhoneticModel(features, model_cfg, len(PHONES)).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(cfg.windows_per_second * train_set.seconds / cfg.batch_size)
-    if max_steps:
-        steps_per_epoch = min(steps_per_epoch, max_steps)
-    total, warmup = cfg.epochs * steps_per_epoch, max(1, int(cfg.warmup_epochs * steps_per_epoch))
-    sched = warmup_cosine(opt, warmup, total)
-    # timing-preserving augmentation only: no speed change, no shift, no reverberation tail
-    augment = Augmenter(TrainConfig(noise_prob=cfg.noise_prob, snr_db=cfg.snr_db, gain_db=cfg.gain_db, speed=0.0,
-                                    shift_ms=0.0, reverb_prob=0.0), features, noise, dev)
+
+    def save(judged: nn.Module, row: dict[str, Any]) -> None:
+        metrics = {"val_frame_acc": round(row["val_frame_acc"], 5), "train_frame_acc": row["train_acc"],
+                   "best_epoch": row["best_epoch"]}
+        save_encoder(Encoder(features, model_cfg, to_dict(cfg), list(PHONES), judged.encoder_state(), metrics, {
+            "corpus": str(Path(corpus).resolve()), "aligned": str(Path(aligned).resolve()),
+            "noise": str(Path(noise_dir).resolve()) if noise_dir is not None else None,
+            "hours": round(train_set.seconds / 3600, 3), "speakers": len(set(train_set.speakers)),
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "torch": str(torch.__version__), "device": str(dev), "world_size": dist.world_size,
+            "train_seconds": round(time.time() - started, 1)}), out)
+
+    job = PhoneJob(model, cfg, train_set, val, features, Augmenter(cfg.augment, features, noise, dev), dev, save)
     tqdm.write(f"pretraining the encoder on {dev}: {count_parameters(model):,} parameters, "
                f"{train_set.seconds / 3600:.2f} h of speech from {len(set(train_set.speakers))} speakers "
                f"({val_set.seconds / 60:.0f} min from {len(set(val_set.speakers))} held out), "
                f"{steps} steps of {step_ms:g} ms per window")
-    best = {"val_frame_acc": -1.0}
-    for epoch in range(cfg.epochs):
-        rng = np.random.default_rng([cfg.seed, epoch, 2])
-        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        model.train()
-        t0, loss_sum, correct, seen = time.time(), 0.0, 0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"pretrain epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not progress)
-        for _ in bar:
-            wave, y = train_set.windows(cfg.batch_size, features.clip_samples, step_ms, steps, rng)
-            wave, y = augment.wave(wave.to(dev), gen), y.to(dev)
-            feats = augment.spec(model.net.features(wave), gen)  # (B, T, n_mfcc)
-            logits = model(feats)  # (B, T', n_phones)
-            loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            sched.step()
-            loss_sum += loss.item() * y.numel()
-            correct += (logits.argmax(-1) == y).sum().item()
-            seen += y.numel()
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
-        bar.close()
-        val_acc = frame_accuracy(model, val_waves, val_labels, dev)
-        improved = val_acc > best["val_frame_acc"]
-        if improved:
-            best = {"val_frame_acc": round(val_acc, 5), "train_frame_acc": round(correct / max(1, seen), 5),
-                    "best_epoch": epoch + 1}
-            save_encoder(Encoder(features, model_cfg, cfg, list(PHONES), model.encoder_state(), best, {
-                "corpus": str(Path(corpus).resolve()), "aligned": str(Path(aligned).resolve()),
-                "hours": round(train_set.seconds / 3600, 3), "speakers": len(set(train_set.speakers)),
-                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "torch": str(torch.__version__), "device": str(dev),
-                "train_seconds": round(time.time() - started, 1)}), out)
-        tqdm.write(f"pretrain epoch {epoch + 1:3d}  loss {loss_sum / max(1, seen):.3f}  frame acc "
-                   f"{correct / max(1, seen):.3f}  held-out frame acc {val_acc:.4f}{'  *' if improved else ''}  "
-                   f"({time.time() - t0:.1f}s)")
-    tqdm.write(f"best epoch {best['best_epoch']}: held-out frame accuracy {best['val_frame_acc']:.4f} -> {out}")
-    return best
+    configs = {"features": to_dict(features), "model": to_dict(model_cfg), "pretrain": to_dict(cfg)}
+    best = fit(job, cfg.optim, out, dev, configs, resume=resume, progress=progress, max_steps=max_steps,
+               dist=dist, label="pretrain epoch")
+    if dist.main:
+        tqdm.write(f"best epoch {best['best_epoch']}: held-out frame accuracy {best['val_frame_acc']:.4f} -> {out}")
+    dist.barrier()
+    return {"val_frame_acc": round(best["val_frame_acc"], 5), "train_frame_acc": best["train_acc"],
+            "best_epoch": best["best_epoch"]}

@@ -20,6 +20,13 @@ from .stream import Detection, PeakPicker, StreamingRecognizer, gate_detections,
 from .vad import SpeechSegments
 from .stream_make import Event
 
+# The names of the streaming scores (score_stream, evaluate, sweep, calibration, the CLI's tables, the plots)
+CORRECT, MISSED, WRONG = "correct_pct", "missed_pct", "wrong_pct"  # % of the commands said
+FALSE_ALARMS = "false_alarms_per_hour"  # detections away from every spoken clip, per hour between them
+SPEECH_FALSE_ALARMS = "speech_false_alarms_per_hour"  # per hour of command-free speech (--speech-audio)
+DELAY = "median_delay_ms"  # end of the word to its report
+SWEEP_COLUMNS = ("threshold", CORRECT, MISSED, WRONG, FALSE_ALARMS, SPEECH_FALSE_ALARMS, DELAY)
+
 SWEEP_THRESHOLDS = tuple(round(0.30 + 0.05 * i, 2) for i in range(14))  # 0.30 ... 0.95
 CALIBRATION_THRESHOLDS = tuple(t for t in SWEEP_THRESHOLDS if t >= 0.4)  # lower ones fire on partial words
 
@@ -149,14 +156,14 @@ def score_stream(detections: list[Detection], truth: list[Event], duration_ms: f
         "unknown_events": len(truth) - len(commands),
         "detections": len(detections),
         "matched_pct": round(100 * (correct + wrong) / n, 2),
-        "correct_pct": round(100 * correct / n, 2),
-        "missed_pct": round(100 * (len(commands) - correct - wrong) / n, 2),
-        "wrong_pct": round(100 * wrong / n, 2),
+        CORRECT: round(100 * correct / n, 2),
+        MISSED: round(100 * (len(commands) - correct - wrong) / n, 2),
+        WRONG: round(100 * wrong / n, 2),
         "false_positive_pct": round(100 * len(false_pos) / n, 2),
         "false_positives_on_unknown_speech": on_unknown,
         "false_alarms": len(false_pos),
-        "false_alarms_per_hour": round(len(false_pos) / quiet_hours, 2),
-        "median_delay_ms": round(float(np.median(delays)), 1) if delays else None,
+        FALSE_ALARMS: round(len(false_pos) / quiet_hours, 2),
+        DELAY: round(float(np.median(delays)), 1) if delays else None,
         "p90_delay_ms": round(float(np.percentile(delays, 90)), 1) if delays else None,
         "tolerance_ms": tolerance_ms,
         "duration_s": round(duration_ms / 1000, 1),
@@ -193,7 +200,7 @@ def evaluate(recs: list[Recording], speech: list[Recording], labels: list[str], 
     if speech:
         alarms = sum(len(replay(r, labels, config)) for r in speech)
         hours = sum(r.duration_ms for r in speech) / 3.6e6
-        pooled["speech_false_alarms_per_hour"] = round(alarms / hours, 2)
+        pooled[SPEECH_FALSE_ALARMS] = round(alarms / hours, 2)
         pooled["speech_hours"] = round(hours, 3)
     return pooled
 
@@ -204,13 +211,13 @@ def _pool(scores: list[dict]) -> dict:
     n = sum(s["commands"] for s in scores)
     out = {"commands": n, "unknown_events": sum(s["unknown_events"] for s in scores),
            "detections": sum(s["detections"] for s in scores)}
-    for key in ("matched_pct", "correct_pct", "missed_pct", "wrong_pct", "false_positive_pct"):
+    for key in ("matched_pct", CORRECT, MISSED, WRONG, "false_positive_pct"):
         out[key] = round(sum(s[key] * s["commands"] for s in scores) / max(1, n), 2)
     out["false_alarms"] = sum(s["false_alarms"] for s in scores)
     out["quiet_hours"] = sum(s["quiet_hours"] for s in scores)
-    out["false_alarms_per_hour"] = round(out["false_alarms"] / max(1e-9, out["quiet_hours"]), 2)
-    delays = [s["median_delay_ms"] for s in scores if s["median_delay_ms"] is not None]
-    out["median_delay_ms"] = float(np.median(delays)) if delays else None
+    out[FALSE_ALARMS] = round(out["false_alarms"] / max(1e-9, out["quiet_hours"]), 2)
+    delays = [s[DELAY] for s in scores if s[DELAY] is not None]
+    out[DELAY] = float(np.median(delays)) if delays else None
     return out
 
 
@@ -248,18 +255,18 @@ class Limits:
 
     @staticmethod
     def _fa(s: dict) -> float:
-        return s.get("speech_false_alarms_per_hour", s["false_alarms_per_hour"])
+        return s.get(SPEECH_FALSE_ALARMS, s[FALSE_ALARMS])
 
     def within(self, s: dict) -> bool:
-        delay = s["median_delay_ms"] or 0.0
+        delay = s[DELAY] or 0.0
         clip = s.get("clip_accuracy_pct")
-        return (s["wrong_pct"] <= self.max_wrong_pct and self._fa(s) <= self.max_false_alarms_per_hour
+        return (s[WRONG] <= self.max_wrong_pct and self._fa(s) <= self.max_false_alarms_per_hour
                 and delay <= self.max_delay_ms
-                and (clip is None or s["correct_pct"] >= clip - self.max_correct_gap_pts))
+                and (clip is None or s[CORRECT] >= clip - self.max_correct_gap_pts))
 
     def cost(self, s: dict) -> float:
-        delay = s["median_delay_ms"] or 0.0
-        return (s["missed_pct"] + 3 * s["wrong_pct"] + self.false_alarm_weight * self._fa(s)
+        delay = s[DELAY] or 0.0
+        return (s[MISSED] + 3 * s[WRONG] + self.false_alarm_weight * self._fa(s)
                 + max(0.0, delay - self.max_delay_ms) / 10)
 
     def better(self, a: dict, b: dict | None) -> bool:
@@ -268,7 +275,7 @@ class Limits:
         if self.within(a) != self.within(b):
             return self.within(a)
         if self.within(a):
-            return (a["correct_pct"], -self.cost(a)) > (b["correct_pct"], -self.cost(b))
+            return (a[CORRECT], -self.cost(a)) > (b[CORRECT], -self.cost(b))
         return self.cost(a) < self.cost(b)
 
 
@@ -312,3 +319,50 @@ def calibrate(recs: list[Recording], speech: list[Recording], labels: list[str],
         if not changed:
             break
     return best_cfg, best
+
+
+def record_files(streamer: StreamingRecognizer, audio: list, labels: list, speech_audio: list = (),
+                 progress: bool = True) -> tuple[list[Recording], list[Recording]]:
+    """Run the model once over every recording: (command recordings, one per ``audio`` with
+    its ground-truth CSV in ``labels``; command-free ``speech_audio`` ones)."""
+    from .audio import read_audio
+    from .errors import DataError
+    from .stream_make import read_truth
+
+    if len(labels) != len(audio):
+        raise DataError(f"give one labels file per audio file ({len(audio)} audio, {len(labels)} labels)")
+    recs, speech = [], []
+    for path, truth in [*zip(audio, labels), *((p, None) for p in speech_audio)]:
+        wave, _ = read_audio(path, streamer.sample_rate)
+        rec, _ = record(streamer, wave, read_truth(truth) if truth is not None else [], progress=progress)
+        (recs if truth is not None else speech).append(rec)
+    return recs, speech
+
+
+def calibrate_file(checkpoint, audio: list, labels: list, speech_audio: list, out, limits: Limits = Limits(), *,
+                   device: str = "cpu", runtime: str = "auto", overrides: dict | None = None,
+                   progress: bool = True) -> dict:
+    """Calibrate ``checkpoint``'s streaming rule on validation recordings and write the
+    checkpoint with it to ``out`` (a .pt file). Returns the rule, its validation scores and
+    the rule it replaced with its scores."""
+    from pathlib import Path
+
+    from .checkpoint import save_checkpoint
+    from .errors import DataError
+    from .infer import Recognizer
+
+    if Path(out).suffix != ".pt":
+        raise DataError(f"{out}: calibration is written into a .pt checkpoint")
+    rec = Recognizer.from_checkpoint(checkpoint, device=device, runtime=runtime, streaming=True)
+    if not rec.checkpoint.state_dict:
+        raise DataError(f"{checkpoint}: calibration is written into a .pt checkpoint, not an exported model")
+    streamer = StreamingRecognizer(rec, **(overrides or {}))
+    recs, speech = record_files(streamer, audio, labels, speech_audio, progress=progress)
+    cfg, scores = calibrate(recs, speech, rec.labels, streamer.config, limits, progress=progress)
+    before = evaluate(recs, speech, rec.labels, streamer.config)
+    ckpt = rec.checkpoint  # the model that was heard (default: the one for streams)
+    ckpt.streaming = cfg
+    ckpt.metrics["stream_calibration"] = {k: v for k, v in scores.items() if not isinstance(v, (dict, list))}
+    save_checkpoint(ckpt, out)
+    return {"rule": dataclasses.asdict(cfg), "validation": scores,
+            "before": {"rule": dataclasses.asdict(streamer.config), "validation": before}}

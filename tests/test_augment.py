@@ -1,6 +1,5 @@
 """Augmentations and the training options the ablations use: speed
-perturbation, simulated reverberation, mixup, EMA, the unknown ratio, the
---set overrides and synthetic extra data."""
+perturbation, mixup, the unknown ratio, the --set overrides and extra data."""
 
 import math
 
@@ -10,12 +9,13 @@ import soundfile as sf
 import torch
 
 from conftest import SR, make_fake_dataset, word_tone
-from speechlstm.augment import Augmenter
+from speechlstm.augment import AugmentConfig, Augmenter
 from speechlstm.checkpoint import load_checkpoint
-from speechlstm.config import FeatureConfig, ModelConfig, TrainConfig
-from speechlstm.data import EVAL_UNKNOWN_RATIO, SpeechCommands
+from speechlstm.config import FeatureConfig, ModelConfig
+from speechlstm.data import EVAL_UNKNOWN_RATIO, SamplingConfig, SpeechCommands
 from speechlstm.errors import ConfigError, DataError
-from speechlstm.train import state_path, train
+from speechlstm.loop import OptimConfig
+from speechlstm.train import TrainConfig, train
 
 QUIET = dict(noise_prob=0.0, shift_ms=0.0, gain_db=0.0, speed=0.0)
 
@@ -26,7 +26,7 @@ def _peak_hz(x: np.ndarray) -> float:
 
 
 def test_speed_perturbation_scales_pitch_and_spares_skipped_rows():
-    aug = Augmenter(TrainConfig(**{**QUIET, "speed": 0.2}), FeatureConfig(), noise=[])
+    aug = Augmenter(AugmentConfig(**{**QUIET, "speed": 0.2}), FeatureConfig(), noise=[])
     t = np.arange(SR) / SR
     tone = torch.tensor(0.5 * np.sin(2 * np.pi * 1000 * t), dtype=torch.float32).repeat(64, 1)
     skip = torch.zeros(64, dtype=torch.bool)
@@ -38,29 +38,19 @@ def test_speed_perturbation_scales_pitch_and_spares_skipped_rows():
     assert peaks.max() - peaks.min() > 150  # and really spread over that range
 
 
-def test_reverb_keeps_loudness_and_adds_a_decaying_tail():
-    aug = Augmenter(TrainConfig(reverb_prob=1.0, reverb_rt60_s=(0.4, 0.4), **QUIET), FeatureConfig(), noise=[])
-    burst = torch.zeros(8, SR)
-    burst[:, 4000:5600] = torch.randn(8, 1600, generator=torch.Generator().manual_seed(1)) * 0.3
-    out = aug.wave(burst, torch.Generator().manual_seed(0))
-    rms_in, rms_out = burst.pow(2).mean(1).sqrt(), out.pow(2).mean(1).sqrt()
-    assert torch.allclose(rms_in, rms_out, rtol=0.02)
-    tail = out[:, 6000:9000].pow(2).mean(1)  # after the burst ended: reverberation only
-    later = out[:, 9000:12000].pow(2).mean(1)
-    assert (tail > 1e-5).all() and (later < tail).all()  # energy there, and decaying
-    assert out[:, :4000].abs().max() < 1e-6  # causal: nothing before the sound (FFT round-off only)
-
-
 def test_config_rejects_out_of_range_augmentation():
-    for bad in (dict(speed=0.7), dict(ema_decay=1.0), dict(unknown_ratio=-1), dict(reverb_rt60_s=(0.5, 0.1))):
+    for section, bad in ((AugmentConfig, dict(speed=0.7)), (OptimConfig, dict(lr=0.0)),
+                         (SamplingConfig, dict(unknown_ratio=-1)), (AugmentConfig, dict(snr_db=(20.0, 0.0)))):
         with pytest.raises(ConfigError):
-            TrainConfig(**bad)
+            section(**bad)
+    with pytest.raises(ConfigError, match="known keys"):  # a flat key of the old layout names the sections
+        TrainConfig.from_dict({"speed": 0.1})
 
 
 def test_unknown_ratio_changes_training_only(tmp_path):
     root = make_fake_dataset(tmp_path / "sc", speakers=10)
-    few = SpeechCommands(root, unknown_ratio=0.1, progress=False)
-    many = SpeechCommands(root, unknown_ratio=1.0, progress=False)
+    few = SpeechCommands(root, sampling=SamplingConfig(unknown_ratio=0.1), progress=False)
+    many = SpeechCommands(root, sampling=SamplingConfig(unknown_ratio=1.0), progress=False)
     n_unknown = lambda d, split: int((d.split(split).labels == d.labels.index("_unknown_")).sum())
     assert n_unknown(many, "train") > n_unknown(few, "train")
     for split in ("validation", "test"):  # the evaluation protocol never moves
@@ -85,7 +75,7 @@ def test_extra_data_joins_training_only(tmp_path):
     root = make_fake_dataset(tmp_path / "sc")
     synth = _synthetic_tree(tmp_path / "synth")
     plain = SpeechCommands(root, progress=False)
-    mixed = SpeechCommands(root, extra_dirs=(synth,), synth_ratio=1.0, progress=False)
+    mixed = SpeechCommands(root, extra_dirs=(synth,), sampling=SamplingConfig(synth_ratio=1.0), progress=False)
     assert mixed.labels == plain.labels  # "hello" is no new label
     assert len(mixed.split("train")) > len(plain.split("train"))
     for split in ("validation", "test"):
@@ -96,16 +86,14 @@ def test_extra_data_joins_training_only(tmp_path):
     assert synthetic_rows & train_rows  # drawn into training
     assert not synthetic_rows & set(mixed.split("validation").rows.tolist())
     hello = {mixed.cache.rows[c.rel] for c in mixed.index.clips if c.word == "hello"}
-    # non-command synthetic words are unknown speech, drawn with the synthetic share by default ...
+    # non-command synthetic words are unknown speech, drawn with the synthetic share ...
     assert hello <= set(mixed._synth_unknown) and not hello & set(mixed._unknown_pool["train"])
     drawn = mixed.split("train", np.random.default_rng(0))
     unknown = mixed.labels.index("_unknown_")
     assert hello & set(drawn.rows[drawn.labels == unknown].tolist())
-    # ... or pooled with the real unknown clips
-    pooled = SpeechCommands(root, extra_dirs=(synth,), synth_ratio=1.0, synth_unknowns="pooled", progress=False)
-    assert hello <= set(pooled._unknown_pool["train"]) and not pooled._synth_unknown
     # ... or, without any extra commands, as a share of their own beside the dataset's other words
-    share = SpeechCommands(root, extra_dirs=(synth,), extra_unknown_ratio=0.25, progress=False)
+    share = SpeechCommands(root, extra_dirs=(synth,), sampling=SamplingConfig(extra_unknown_ratio=0.25),
+                           progress=False)
     drawn = share.split("train", np.random.default_rng(0))
     n_commands = int((drawn.labels > unknown).sum())
     other = drawn.rows[drawn.labels == unknown].tolist()
@@ -116,19 +104,22 @@ def test_extra_data_joins_training_only(tmp_path):
         SpeechCommands(root, extra_dirs=(tmp_path / "nowhere",), progress=False)
 
 
-def test_ema_and_mixup_train_and_save_the_average(fake_dataset, tmp_path):
+def test_mixup_trains_and_is_saved(fake_dataset, tmp_path):
     out = tmp_path / "m.pt"
-    cfg = TrainConfig(epochs=2, batch_size=8, ema_decay=0.5, mixup_alpha=0.4, speed=0.1, reverb_prob=0.5)
+    cfg = TrainConfig(optim=OptimConfig(epochs=2, batch_size=8), augment=AugmentConfig(mixup_alpha=0.4, speed=0.1))
     train(fake_dataset, out, cfg, FeatureConfig(), ModelConfig(hidden_size=16, num_layers=1), device="cpu",
           progress=False, max_steps=3)
-    ck, state = load_checkpoint(out), torch.load(state_path(out), weights_only=True)
-    assert ck.train == cfg and "ema" in state
+    ck = load_checkpoint(out)
+    assert TrainConfig.from_dict(ck.train) == cfg
     assert {"val_unknown_recall", "test_unknown_recall"} <= set(ck.metrics)
-    ema = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
-    live = state["model_state"]
-    if ck.metrics["best_epoch"] == 2:  # the saved weights are the average, not the raw weights
-        key = "head.weight"
-        assert torch.equal(ck.state_dict[key], ema[key]) and not torch.equal(ck.state_dict[key], live[key])
+    aug = Augmenter(cfg.augment, FeatureConfig(), noise=[])
+    wave, y = torch.randn(8, SR), torch.arange(8)
+    mixed, partner, lam = aug.mixup(wave, y, np.random.default_rng(0), torch.Generator().manual_seed(0))
+    perm = torch.randperm(8, generator=torch.Generator().manual_seed(0))
+    assert 0 < lam < 1 and torch.equal(partner, y[perm])
+    assert torch.allclose(mixed, lam * wave + (1 - lam) * wave[perm])
+    same, labels, lam = Augmenter(AugmentConfig(), FeatureConfig(), noise=[]).mixup(wave, y, None, None)
+    assert same is wave and labels is y and lam == 1.0  # mixup off: the batch as it was
 
 
 def test_cli_set_overrides_any_config_field(fake_dataset, tmp_path):
@@ -136,12 +127,12 @@ def test_cli_set_overrides_any_config_field(fake_dataset, tmp_path):
 
     out = tmp_path / "m.pt"
     assert main(["train", "--data-dir", str(fake_dataset), "--out", str(out), "--epochs", "1", "--max-steps",
-                 "1", "--batch-size", "8", "--quiet", "--device", "cpu", "--set", "model.conv_stride=4",
-                 "--set", "model.hidden_size=8", "--set", "train.snr_db=[5, 10]", "--set", "model.pooling=meanmax",
+                 "1", "--set", "train.optim.batch_size=8", "--quiet", "--device", "cpu", "--set", "model.conv_stride=4",
+                 "--set", "model.hidden_size=8", "--set", "train.augment.snr_db=[5, 10]", "--set", "model.pooling=meanmax",
                  "--set", "features.hop_ms=20"]) == 0
     ck = load_checkpoint(out)
     assert ck.model.conv_stride == 4 and ck.model.hidden_size == 8 and ck.model.pooling == "meanmax"
-    assert ck.train.snr_db == (5, 10) and ck.features.hop_ms == 20
+    assert TrainConfig.from_dict(ck.train).augment.snr_db == (5, 10) and ck.features.hop_ms == 20
     assert main(["train", "--data-dir", str(fake_dataset), "--out", str(out), "--set", "model.nope=1"]) != 0
 
 

@@ -1,6 +1,7 @@
 import pytest
 
-from speechlstm.config import FeatureConfig, ModelConfig, TrainConfig, from_dict, to_dict
+from speechlstm.config import FeatureConfig, ModelConfig, from_dict, merge, to_dict
+from speechlstm.train import TrainConfig
 from speechlstm.errors import ConfigError
 
 
@@ -13,8 +14,11 @@ def test_round_trip_and_derived_sizes():
     f = FeatureConfig(hop_ms=20, win_ms=30)
     assert from_dict(FeatureConfig, to_dict(f)) == f
     assert (f.clip_samples, f.win_samples, f.hop_samples, f.n_fft, f.n_frames) == (16000, 480, 320, 512, 51)
-    t = from_dict(TrainConfig, {"snr_db": [5, 10]})  # JSON lists come back as tuples
-    assert t.snr_db == (5, 10)
+    t = from_dict(TrainConfig, {"augment": {"snr_db": [5, 10]}})  # JSON lists come back as tuples
+    assert t.augment.snr_db == (5, 10) and from_dict(TrainConfig, to_dict(t)) == t
+    with pytest.raises(ConfigError, match="section"):
+        from_dict(TrainConfig, {"augment": 3})
+    assert merge({"a": {"b": 1, "c": 2}, "d": 1}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}, "d": 1}
 
 
 @pytest.mark.parametrize("bad", [dict(hop_ms=0), dict(f_max=9000), dict(n_mfcc=80), dict(norm="x")])

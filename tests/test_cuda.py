@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from speechlstm.checkpoint import load_checkpoint
-from speechlstm.config import FeatureConfig, ModelConfig, TrainConfig
+from speechlstm.config import FeatureConfig, ModelConfig
+from speechlstm.loop import OptimConfig
 from speechlstm.infer import Recognizer
 from speechlstm.stream import StreamingRecognizer
-from speechlstm.train import train
+from speechlstm.train import TrainConfig, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 
@@ -63,7 +64,7 @@ def test_streaming_on_the_gpu_matches_the_cpu(clips):
 
 def test_amp_training_on_the_gpu_learns_and_saves(fake_dataset, tmp_path):
     out = tmp_path / "gpu.pt"
-    result = train(fake_dataset, out, TrainConfig(epochs=3, batch_size=8), FeatureConfig(),
+    result = train(fake_dataset, out, TrainConfig(optim=OptimConfig(epochs=3, batch_size=8)), FeatureConfig(),
                    ModelConfig(hidden_size=16, num_layers=1), device="cuda", progress=False, max_steps=4)
     ckpt = load_checkpoint(out)
     assert ckpt.provenance["device"].startswith("cuda") and result.best_epoch >= 1

@@ -2,8 +2,6 @@
 running exported files, and the bench command's figures being well formed."""
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -6,7 +6,10 @@ import torch
 
 from conftest import EXAMPLES, LIBRISPEECH_SAMPLE, SHIPPED, SR, make_fake_dataset, make_fake_librispeech, needs
 from speechlstm import Recognizer, read_audio
-from speechlstm.config import TrainConfig
+from speechlstm.loop import OptimConfig
+from speechlstm.mining import MiningConfig
+from speechlstm.train import TrainConfig
+from speechlstm.windows import WindowConfig
 from speechlstm.errors import ConfigError
 from speechlstm.mining import mine_false_alarms
 from speechlstm.windows import StreamWindows
@@ -44,9 +47,8 @@ def test_hard_rows_are_drawn_around_the_mined_windows():
     wave, y = torch.zeros(64, SR), torch.full((64,), 2)
     loud = {}
     for share in (0.0, 1.0):
-        cfg = TrainConfig(talk_ratio=1.0, talk_hard_share=share)
-        out, label, _ = StreamWindows(cfg, LABELS, SR, talk, np.array([30 * SR]))(wave, y,
-                                                                                    torch.Generator().manual_seed(0))
+        out, label, _ = StreamWindows(WindowConfig(talk_ratio=1.0), LABELS, SR, talk, np.array([30 * SR]),
+                                      hard_share=share)(wave, y, torch.Generator().manual_seed(0))
         rows = out[64:]
         assert len(rows) == 64 and (label[64:] == 1).all()
         # a noise burst at 30-31.2 s: a crop around 30 s (+-100 ms) holds most of it
@@ -60,13 +62,15 @@ def test_training_mines_the_false_alarms_of_a_model(tmp_path):
 
     root = make_fake_dataset(tmp_path / "sc")
     corpus = make_fake_librispeech(tmp_path / "ls")
-    first = train(root, tmp_path / "a.pt", TrainConfig(epochs=1, batch_size=16, talk_ratio=0.25),
+    first = train(root, tmp_path / "a.pt", TrainConfig(optim=OptimConfig(epochs=1, batch_size=16),
+                                                          windows=WindowConfig(talk_ratio=0.25)),
                   progress=False, talk_dir=corpus).checkpoint
-    cfg = TrainConfig(epochs=1, batch_size=16, talk_ratio=0.25, talk_hard_share=0.5, mine_min_score=0.0)
+    cfg = TrainConfig(optim=OptimConfig(epochs=1, batch_size=16), windows=WindowConfig(talk_ratio=0.25),
+                      mining=MiningConfig(share=0.5, min_score=0.0))
     second = train(root, tmp_path / "b.pt", cfg, progress=False, talk_dir=corpus, mine_with=first)
     ckpt = load_checkpoint(second.checkpoint)
-    assert ckpt.train.talk_hard_share == 0.5 and ckpt.provenance["mine_with"] == str(first.resolve())
+    assert TrainConfig.from_dict(ckpt.train).mining.share == 0.5 and ckpt.provenance["mine_with"] == str(first.resolve())
     with pytest.raises(ConfigError, match="mine-with"):
         train(root, tmp_path / "c.pt", cfg, progress=False, talk_dir=corpus)
     with pytest.raises(ConfigError):
-        TrainConfig(talk_hard_share=1.5)
+        MiningConfig(share=1.5)

@@ -7,12 +7,15 @@ import pytest
 import torch
 
 from conftest import SR, make_fake_librispeech
-from speechlstm.checkpoint import ENCODER_PREFIXES, load_checkpoint, load_encoder
-from speechlstm.config import FeatureConfig, ModelConfig, PretrainConfig, TrainConfig
+from speechlstm.checkpoint import load_checkpoint, load_encoder
+from speechlstm.augment import AugmentConfig
+from speechlstm.config import FeatureConfig, ModelConfig
+from speechlstm.distill import DistillConfig, Distillation
+from speechlstm.loop import OptimConfig
 from speechlstm.errors import CheckpointError, ConfigError
 from speechlstm.model import KeywordBiLSTM
-from speechlstm.pretrain import PHONES, PhoneCorpus, encoder_steps, held_out, pretrain
-from speechlstm.train import _distill_loss, train
+from speechlstm.pretrain import PHONES, PhoneCorpus, PretrainConfig, encoder_steps, held_out, pretrain
+from speechlstm.train import TrainConfig, train
 
 SMALL = ModelConfig(hidden_size=16, conv_channels=16)
 WORD_PHONES = {"the": "DH", "cat": "K", "sat": "S", "there": "EH", "he": "HH", "said": "Z", "no": "N", "to": "T",
@@ -62,10 +65,11 @@ def test_pretrain_learns_phones_and_training_starts_from_the_encoder(tmp_path, f
     root, aligned = _fake_aligned(tmp_path)
     assert [s for s in ("19", "32", "103", "1089") if held_out(s, 10.0)] == ["103"]
     enc_path = tmp_path / "encoder.pt"
-    cfg = PretrainConfig(epochs=4, batch_size=16, lr=1e-2, windows_per_second=8.0, noise_prob=0.0)
+    cfg = PretrainConfig(OptimConfig(epochs=4, batch_size=16, lr=1e-2, warmup_epochs=0.5),
+                         AugmentConfig(noise_prob=0.0, speed=0.0, shift_ms=0.0), windows_per_second=8.0)
     metrics = pretrain(root, aligned, enc_path, cfg, FeatureConfig(), SMALL, device="cpu", progress=False)
     enc = load_encoder(enc_path)
-    assert enc.phones == list(PHONES) and enc.model == SMALL and enc.pretrain == cfg
+    assert enc.phones == list(PHONES) and enc.model == SMALL and PretrainConfig.from_dict(enc.pretrain) == cfg
     assert enc.provenance["speakers"] == 3 and metrics == enc.metrics
     # the held-out speaker's words: SIL is 20% of the frames, so naming phones means beating 0.8 errors
     assert metrics["val_frame_acc"] > 0.6, metrics
@@ -73,7 +77,7 @@ def test_pretrain_learns_phones_and_training_starts_from_the_encoder(tmp_path, f
 
     # fine-tuning starts from exactly those weights (a vanishing learning rate keeps them)
     out = tmp_path / "ft.pt"
-    train(fake_dataset, out, TrainConfig(epochs=1, batch_size=8, lr=1e-12, weight_decay=0.0), FeatureConfig(),
+    train(fake_dataset, out, TrainConfig(optim=OptimConfig(epochs=1, batch_size=8, lr=1e-12, weight_decay=0.0)), FeatureConfig(),
           SMALL, device="cpu", progress=False, max_steps=1, init_from=enc_path)
     ckpt = load_checkpoint(out)
     assert ckpt.provenance["init_from"] == str(enc_path.resolve())
@@ -84,7 +88,7 @@ def test_pretrain_learns_phones_and_training_starts_from_the_encoder(tmp_path, f
     fresh = KeywordBiLSTM(FeatureConfig(), SMALL, len(ckpt.labels)).state_dict()
     assert not torch.allclose(fresh["lstm.weight_ih_l0"], ckpt.state_dict["lstm.weight_ih_l0"])
     with pytest.raises(ConfigError, match="other feature/model settings"):
-        train(fake_dataset, tmp_path / "x.pt", TrainConfig(epochs=1, batch_size=8), FeatureConfig(),
+        train(fake_dataset, tmp_path / "x.pt", TrainConfig(optim=OptimConfig(epochs=1, batch_size=8)), FeatureConfig(),
               ModelConfig(hidden_size=8, conv_channels=16), device="cpu", progress=False, max_steps=1,
               init_from=enc_path)
 
@@ -108,25 +112,31 @@ def test_pretrain_needs_phone_alignments(tmp_path):
 
 def test_distillation_loss_and_teacher_checks(tmp_path, fake_dataset):
     teacher_path = tmp_path / "teacher.pt"
-    train(fake_dataset, teacher_path, TrainConfig(epochs=1, batch_size=8), FeatureConfig(), SMALL, device="cpu",
+    train(fake_dataset, teacher_path, TrainConfig(optim=OptimConfig(epochs=1, batch_size=8)), FeatureConfig(), SMALL,
+          device="cpu",
           progress=False, max_steps=3)
     teacher = load_checkpoint(teacher_path).build_model()
     feats = teacher.features(torch.randn(4, SR) * 0.1)
     with torch.no_grad():
-        same = _distill_loss(teacher.classify(feats), [teacher], feats, 2.0)
-        other = _distill_loss(torch.zeros(4, len(load_checkpoint(teacher_path).labels)), [teacher], feats, 2.0)
+        kl = Distillation(DistillConfig(weight=1.0, temperature=2.0), [teacher])  # the KL term alone
+        same = kl(torch.tensor(0.0), teacher.classify(feats), feats)
+        other = kl(torch.tensor(0.0), torch.zeros(4, len(load_checkpoint(teacher_path).labels)), feats)
     assert abs(same.item()) < 1e-5 and other.item() > 1e-3  # zero only when the student matches the teachers
 
     out = tmp_path / "student.pt"
-    train(fake_dataset, out, TrainConfig(epochs=1, batch_size=8, distill_weight=0.5), FeatureConfig(), SMALL,
+    train(fake_dataset, out, TrainConfig(optim=OptimConfig(epochs=1, batch_size=8), distill=DistillConfig(weight=0.5)),
+          FeatureConfig(), SMALL,
           device="cpu", progress=False, max_steps=2, teachers=(teacher_path,))
     assert load_checkpoint(out).provenance["teachers"] == [str(teacher_path.resolve())]
     with pytest.raises(ConfigError, match="needs teachers"):
-        train(fake_dataset, tmp_path / "x.pt", TrainConfig(epochs=1, distill_weight=0.5), FeatureConfig(), SMALL,
+        train(fake_dataset, tmp_path / "x.pt", TrainConfig(optim=OptimConfig(epochs=1), distill=DistillConfig(weight=0.5)),
+              FeatureConfig(), SMALL,
               device="cpu", progress=False, max_steps=1)
     words35 = tmp_path / "words35.pt"
-    train(fake_dataset, words35, TrainConfig(epochs=1, batch_size=8, task="words35"), FeatureConfig(), SMALL,
+    train(fake_dataset, words35, TrainConfig(task="words35", optim=OptimConfig(epochs=1, batch_size=8)), FeatureConfig(),
+          SMALL,
           device="cpu", progress=False, max_steps=1)
     with pytest.raises(ConfigError, match="same labels"):
-        train(fake_dataset, tmp_path / "y.pt", TrainConfig(epochs=1, distill_weight=0.5), FeatureConfig(), SMALL,
+        train(fake_dataset, tmp_path / "y.pt", TrainConfig(optim=OptimConfig(epochs=1), distill=DistillConfig(weight=0.5)),
+              FeatureConfig(), SMALL,
               device="cpu", progress=False, max_steps=1, teachers=(words35,))

@@ -8,16 +8,17 @@ import pytest
 import torch
 
 from speechlstm.checkpoint import load_checkpoint
-from speechlstm.config import FeatureConfig, ModelConfig, TrainConfig
+from speechlstm.config import FeatureConfig, ModelConfig
 from speechlstm.errors import ConfigError
 from speechlstm.infer import Recognizer
-from speechlstm.train import metrics_path, state_path, train
+from speechlstm.loop import OptimConfig
+from speechlstm.train import TrainConfig, metrics_path, state_path, train
 
 SMALL = ModelConfig(hidden_size=16, num_layers=1)
 
 
 def _run(root, out, epochs, resume=False, seed=0):
-    return train(root, out, TrainConfig(epochs=epochs, batch_size=8, seed=seed), FeatureConfig(), SMALL,
+    return train(root, out, TrainConfig(optim=OptimConfig(epochs=epochs, batch_size=8, seed=seed)), FeatureConfig(), SMALL,
                  device="cpu", resume=resume, progress=False, max_steps=2)
 
 
@@ -53,14 +54,15 @@ def test_fine_tuning_starts_from_the_checkpoint(fake_dataset, tmp_path):
     _run(fake_dataset, tmp_path / "a.pt", epochs=1)
     start = load_checkpoint(tmp_path / "a.pt").state_dict
     # a step so small that the weights stay where they started: from the checkpoint, not a new draw
-    train(fake_dataset, tmp_path / "b.pt", TrainConfig(epochs=1, batch_size=8, seed=1, lr=1e-9), FeatureConfig(),
-          SMALL, device="cpu", progress=False, max_steps=2, init_from=tmp_path / "a.pt")
+    train(fake_dataset, tmp_path / "b.pt", TrainConfig(optim=OptimConfig(epochs=1, batch_size=8, seed=1, lr=1e-9)),
+          FeatureConfig(), SMALL, device="cpu", progress=False, max_steps=2, init_from=tmp_path / "a.pt")
     tuned = load_checkpoint(tmp_path / "b.pt")
     assert tuned.provenance["init_from"] == str((tmp_path / "a.pt").resolve())
     for k in ("lstm.weight_ih_l0", "lstm.weight_hh_l0_reverse", "head.weight"):
         assert k in start and torch.allclose(tuned.state_dict[k], start[k], atol=1e-6)
     with pytest.raises(ConfigError, match="other feature/model settings"):
-        train(fake_dataset, tmp_path / "c.pt", TrainConfig(epochs=1), FeatureConfig(), ModelConfig(hidden_size=8),
+        train(fake_dataset, tmp_path / "c.pt", TrainConfig(optim=OptimConfig(epochs=1)), FeatureConfig(),
+              ModelConfig(hidden_size=8),
               device="cpu", progress=False, max_steps=1, init_from=tmp_path / "a.pt")
 
 
@@ -68,8 +70,8 @@ def test_sigkill_then_resume_replays_the_uninterrupted_run(fake_dataset, tmp_pat
     """Kill a real training process mid-run; --resume must end where an
     uninterrupted run ends, bit for bit (every epoch's randomness is seeded)."""
     epochs = 4
-    args = ["--data-dir", str(fake_dataset), "--epochs", str(epochs), "--batch-size", "8", "--max-steps", "3",
-            "--hidden-size", "16", "--num-layers", "1", "--device", "cpu", "--quiet"]
+    args = ["--data-dir", str(fake_dataset), "--epochs", str(epochs), "--set", "train.optim.batch_size=8",
+            "--max-steps", "3", "--set", "model.hidden_size=16", "--device", "cpu", "--quiet"]
     killed = tmp_path / "killed.pt"
     proc = subprocess.Popen([sys.executable, "-m", "speechlstm", "train", "--out", str(killed), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -98,7 +100,7 @@ def test_sigkill_then_resume_replays_the_uninterrupted_run(fake_dataset, tmp_pat
 def test_cli_train_and_predict(fake_dataset, tmp_path):
     out = tmp_path / "cli.pt"
     cmd = [sys.executable, "-m", "speechlstm", "train", "--data-dir", str(fake_dataset), "--out", str(out),
-           "--epochs", "1", "--batch-size", "8", "--hidden-size", "16", "--num-layers", "1",
+           "--epochs", "1", "--set", "train.optim.batch_size=8", "--set", "model.hidden_size=16",
            "--max-steps", "2", "--device", "cpu", "--quiet"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -1,4 +1,4 @@
-"""Streaming-aware training windows, word extents, and LibriSpeech-layout corpora."""
+"""Read-speech rows for streaming, word extents, and LibriSpeech-layout corpora."""
 
 import numpy as np
 import pytest
@@ -6,11 +6,12 @@ import torch
 
 from conftest import LIBRISPEECH_SAMPLE, SR, make_fake_dataset, make_fake_librispeech, needs, word_tone
 from speechlstm.audio import read_audio, speech_bounds
-from speechlstm.config import TrainConfig
+from speechlstm.loop import OptimConfig
+from speechlstm.train import TrainConfig
 from speechlstm.corpus import librispeech_utterances, speaker_half, transcript_words
 from speechlstm.errors import ConfigError, DataError
 from speechlstm.stream_make import make_stream
-from speechlstm.windows import StreamWindows, load_talk
+from speechlstm.windows import StreamWindows, WindowConfig, load_talk
 
 LABELS = ["_silence_", "_unknown_", "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 
@@ -24,65 +25,37 @@ def test_speech_bounds_find_the_word():
     assert (a[1], b[1]) == (0, SR)  # silence: the whole clip
 
 
-def _batch(n=400, flat=False):
-    """n clips of a 600 ms word, centred (flat: a constant-loudness burst, whose extent is exact)."""
-    if flat:
-        burst = np.zeros(SR, np.float32)
-        burst[SR // 5 : SR // 5 + 6 * SR // 10] = 0.3 * np.sign(np.sin(np.arange(6 * SR // 10) * 0.2) + 1e-3)
-        waves = np.repeat(burst[None], n, 0)
-    else:
-        waves = np.stack([word_tone(LABELS[2 + i % 10], "s1") for i in range(n)])
-    labels = torch.tensor([2 + i % 10 for i in range(n)])
-    return torch.from_numpy(waves), labels
+def _batch(n=64):
+    """n clips of a 600 ms word, centred."""
+    waves = np.stack([word_tone(LABELS[2 + i % 10], "s1") for i in range(n)])
+    return torch.from_numpy(waves), torch.tensor([2 + i % 10 for i in range(n)])
 
 
-def test_cut_words_are_labelled_by_how_much_of_them_is_inside():
-    wave, y = _batch(flat=True)
-    cfg = TrainConfig(stream_cut_prob=1.0)
-    out, label, weight = StreamWindows(cfg, LABELS, SR)(wave, y, torch.Generator().manual_seed(0))
-    a, b = speech_bounds(wave.numpy(), SR // 100)
-    a2, b2 = speech_bounds(out.numpy(), SR // 100)
-    inside = (b2 - a2) / (b - a)  # the part of the word left in the window
-    assert (a2 == 0).any() and (b2 == SR).any()  # cut at both edges
-    unknown = label.numpy() == 1
-    assert unknown.any() and (inside[unknown] <= 0.5 + 0.05).all()
-    kept = (label == y).numpy() & (weight == 1).numpy()
-    assert kept.any() and (inside[kept] >= 0.85 - 0.05).all()
-    ambiguous = (weight == 0).numpy()
-    assert ambiguous.any() and ((inside[ambiguous] > 0.45) & (inside[ambiguous] < 0.9)).all()
-
-
-def test_placed_words_stay_whole_and_keep_their_label():
-    wave, y = _batch(flat=True)
-    out, label, weight = StreamWindows(TrainConfig(stream_place_prob=1.0), LABELS, SR)(
-        wave, y, torch.Generator().manual_seed(1))
-    a, b = speech_bounds(out.numpy(), SR // 100)
-    assert torch.equal(label, y) and bool((weight == 1).all())
-    assert np.all(np.abs((b - a) - 0.6 * SR) <= 2 * SR // 100)  # whole
-    assert a.min() < 0.1 * SR and b.max() > 0.9 * SR  # anywhere, up to the edges
-
-
-def test_talk_rows_and_context_speech(tmp_path):
+def test_talk_rows_are_read_speech_labelled_unknown(tmp_path):
     corpus = make_fake_librispeech(tmp_path / "ls")
-    talk = load_talk(corpus, SR, progress=False)
     n_utts = len(librispeech_utterances(corpus))
-    assert n_utts == 12 and len(talk) == 8 * 4 * SR  # the 4 utterances saying "no" are left out
+    assert n_utts == 12 and len(load_talk(corpus, SR, progress=False)) == 8 * 4 * SR  # "no" utterances left out
+    talk = np.arange(1, 30_001, dtype=np.int16)  # a ramp: a crop tells where it starts and its gain
     wave, y = _batch(64)
-    cfg = TrainConfig(talk_ratio=0.25, stream_context_prob=1.0)
-    out, label, weight = StreamWindows(cfg, LABELS, SR, talk)(wave, y, torch.Generator().manual_seed(2))
+    out, label = StreamWindows(WindowConfig(talk_ratio=0.25), LABELS, SR, talk)(wave, y,
+                                                                               torch.Generator().manual_seed(2))
     assert out.shape == (80, SR) and (label[64:] == 1).all() and torch.equal(label[:64], y)
-    a, b = speech_bounds(wave.numpy(), SR // 100)
-    for i in range(64):  # speech was added around the word, never on it
-        outside = np.r_[0 : max(0, a[i] - 800), min(SR, b[i] + 800) : SR]
-        assert np.abs(out[i].numpy()[outside]).max() > 0.01
-        np.testing.assert_allclose(out[i, a[i] : b[i]], wave[i, a[i] : b[i]], atol=1e-6)
+    assert torch.equal(out[:64], wave.clamp(-1, 1))  # the batch's own rows are left as they were
+    starts = []
+    for row in out[64:].numpy().astype(np.float64):
+        gain = (row[-1] - row[0]) / (SR - 1) * 32767  # the slope of the ramp
+        start = round(row[0] / gain * 32767) - 1
+        assert 0.1 - 1e-4 <= gain <= 1 + 1e-4  # 0 to -20 dB
+        np.testing.assert_allclose(row, gain * talk[start : start + SR] / 32767, atol=1e-5)  # a crop of the speech
+        starts.append(start)
+    assert len(set(starts)) == 16  # every row its own place
+    same, labels = StreamWindows(WindowConfig(), LABELS, SR, talk)(wave, y, torch.Generator())
+    assert same is wave and labels is y  # talk_ratio 0: nothing added
 
 
 def test_windows_config_is_checked():
     with pytest.raises(ConfigError):
-        TrainConfig(keep_fraction=0.4, unknown_fraction=0.5)
-    with pytest.raises(ConfigError):
-        TrainConfig(stream_place_prob=0.7, stream_cut_prob=0.5)
+        WindowConfig(talk_ratio=-0.5)
 
 
 def test_training_with_talk_runs_end_to_end(tmp_path):
@@ -91,13 +64,13 @@ def test_training_with_talk_runs_end_to_end(tmp_path):
 
     root = make_fake_dataset(tmp_path / "sc")
     corpus = make_fake_librispeech(tmp_path / "ls")
-    cfg = TrainConfig(epochs=2, batch_size=16, talk_ratio=0.25, stream_place_prob=0.3, stream_cut_prob=0.3,
-                      stream_context_prob=0.3)
+    cfg = TrainConfig(optim=OptimConfig(epochs=2, batch_size=16), windows=WindowConfig(talk_ratio=0.25))
     result = train(root, tmp_path / "m.pt", cfg, progress=False, talk_dir=corpus)
     ckpt = load_checkpoint(result.checkpoint)
-    assert ckpt.train.talk_ratio == 0.25 and ckpt.provenance["talk_dir"] == str(corpus.resolve())
+    assert TrainConfig.from_dict(ckpt.train).windows.talk_ratio == 0.25 and ckpt.provenance["talk_dir"] == str(corpus.resolve())
     with pytest.raises(ConfigError, match="talk"):
-        train(root, tmp_path / "n.pt", TrainConfig(epochs=1, talk_ratio=0.2), progress=False)
+        train(root, tmp_path / "n.pt", TrainConfig(optim=OptimConfig(epochs=1), windows=WindowConfig(talk_ratio=0.2)),
+              progress=False)
 
 
 def test_corpus_halves_split_the_speakers(tmp_path):
@@ -163,23 +136,3 @@ def test_talk_streams_are_command_free_unless_asked(tmp_path):
                                 talk_with_commands=with_commands)
         assert all(_contains(stream, p) for p in plain)  # 1.5 min holds every utterance
         assert any(_contains(stream, p) for p in said) == with_commands
-
-
-def test_two_commands_run_together_are_unknown():
-    wave, y = _batch(n=40)
-    y[-4:] = 0  # four silence rows: never joined
-    wave[-4:] = 0
-    out, label, weight = StreamWindows(TrainConfig(join_prob=1.0), LABELS, SR)(
-        wave, y, torch.Generator().manual_seed(3))
-    assert bool((label[:-4] == 1).all()) and torch.equal(label[-4:], y[-4:]) and bool((weight == 1).all())
-    assert torch.equal(out[-4:], wave[-4:])
-    a, b = speech_bounds(wave.numpy(), SR // 100)
-    mid = a + (b - a) // 2
-    for i in range(36):
-        # the row starts where its word did, with the first half of that word ...
-        np.testing.assert_array_equal(out[i, a[i] : mid[i]].numpy(), wave[i, a[i] : mid[i]].numpy())
-        # ... and goes on at once with the second half of another command's word, then silence
-        partners = [j for j in range(36) if y[j] != y[i] and np.array_equal(
-            out[i, mid[i] : mid[i] + b[j] - mid[j]].numpy(), wave[j, mid[j] : b[j]].numpy())]
-        assert partners, i
-        assert not out[i, mid[i] + b[partners[0]] - mid[partners[0]] :].any()

@@ -1,0 +1,116 @@
+"""Recipes: TOML files that make a model, stage by stage; the shipped models' recipes
+describe the shipped files."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from speechlstm.checkpoint import load_checkpoint
+from speechlstm.errors import ConfigError
+from speechlstm.recipes import Runner, configs, load_recipe, parse_assignments
+from speechlstm.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TWO_STAGES = """
+description = "two teachers and a student that learns their mean"
+[vars]
+data = "DATA"
+[defaults.model]
+hidden_size = 16
+[defaults.train.optim]
+epochs = 1
+batch_size = 8
+
+[[stage]]
+name = "teacher"
+seeds = [0, 1]
+data_dir = "{data}"
+
+[[stage]]
+name = "student"
+data_dir = "{data}"
+teachers = ["{teacher}"]
+[stage.train.distill]
+weight = 0.5
+"""
+
+
+def _write(tmp_path, text, data="DATA"):
+    path = tmp_path / "r.toml"
+    path.write_text(text.replace("DATA", str(data)))
+    return path
+
+
+def _run(args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "speechlstm", "recipe", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_a_recipe_runs_its_stages_once_and_again_when_a_setting_changes(fake_dataset, tmp_path):
+    recipe, out = _write(tmp_path, TWO_STAGES, fake_dataset), tmp_path / "runs"
+    args = [str(recipe), "--out-dir", str(out), "--max-steps", "2", "--device", "cpu", "--quiet"]
+    first = _run(args)
+    assert first.returncode == 0, first.stderr
+    teachers = [out / "teacher-s0.pt", out / "teacher-s1.pt"]
+    student = load_checkpoint(out / "student.pt")
+    assert student.provenance["teachers"] == [str(t.resolve()) for t in teachers]
+    cfg = TrainConfig.from_dict(student.train)
+    assert cfg.distill.weight == 0.5 and cfg.optim.batch_size == 8 and student.model.hidden_size == 16
+    seeds = [TrainConfig.from_dict(load_checkpoint(t).train).optim.seed for t in teachers]
+    assert seeds == [0, 1]
+    made = {p: p.stat().st_mtime_ns for p in [*teachers, out / "student.pt"]}
+
+    again = _run(args)  # the same settings: nothing is trained again
+    assert again.returncode == 0 and again.stderr.count("skipped") == 3, again.stderr
+    assert {p: p.stat().st_mtime_ns for p in made} == made
+
+    changed = _run([*args, "--set", "train.optim.lr=1e-3"])  # a setting changed: every stage reruns
+    assert changed.returncode == 0 and "skipped" not in changed.stderr, changed.stderr
+    assert TrainConfig.from_dict(load_checkpoint(out / "student.pt").train).optim.lr == 1e-3
+    state = json.loads((out / "recipe-state.json").read_text())
+    assert set(state) == {str(p) for p in made}
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ('name = "teacher"', 'name = "student"', "used twice"),
+    ('teachers = ["{teacher}"]', 'teachers = ["{teachr}"]', "not a var or an earlier stage"),
+    ("weight = 0.5", "weight = 1.5", "distill weight"),  # a bad value: refused before anything runs
+    ("seeds = [0, 1]", 'seeds = [0, 1]\ncorpus = "x"', "unknown key"),  # a pretrain input in a train stage
+])
+def test_bad_recipes_are_refused_when_read(tmp_path, old, new, message):
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(_write(tmp_path, TWO_STAGES.replace(old, new)))
+
+
+def test_recipe_errors_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="no such recipe"):
+        load_recipe(tmp_path / "none.toml")
+    with pytest.raises(ConfigError, match="not a valid TOML"):
+        load_recipe(_write(tmp_path, "[[stage]\n"))
+    with pytest.raises(ConfigError, match="at least one"):
+        load_recipe(_write(tmp_path, 'description = "x"\n'))
+    recipe = load_recipe(_write(tmp_path, TWO_STAGES))
+    with pytest.raises(ConfigError, match="several seeds"):  # two files where one is wanted
+        Runner(recipe, tmp_path).resolve("{teacher}")
+    assert parse_assignments(["train.optim.lr=1e-3", "model.pooling=meanmax"], "--set") == \
+        {"train": {"optim": {"lr": 1e-3}}, "model": {"pooling": "meanmax"}}
+    done = _run([str(tmp_path / "r.toml"), "--out-dir", str(tmp_path / "o"), "--set", "train.optim.epochs=0"])
+    assert done.returncode == 2 and "epochs" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_shipped_recipes_describe_the_shipped_models():
+    """Each shipped checkpoint was made with its recipe's settings (the last training stage's)."""
+    for recipe_name, model_name, stage in (("commands12", "commands12.pt", "commands12"),
+                                           ("commands12-stream", "commands12-stream.pt", "finetune")):
+        recipe = load_recipe(ROOT / "recipes" / f"{recipe_name}.toml")
+        shipped = load_checkpoint(ROOT / "checkpoints" / model_name)
+        made = configs(recipe.stage(stage), None)
+        assert made["features"] == shipped.features, recipe_name
+        assert made["model"] == shipped.model, recipe_name
+        assert made["train"] == TrainConfig.from_dict(shipped.train), recipe_name
+    stream = load_recipe(ROOT / "recipes" / "commands12-stream.toml")
+    assert [s.kind for s in stream.stages] == ["pretrain", "train", "train", "train", "calibrate"]
