@@ -47,8 +47,8 @@ def test_hard_rows_are_drawn_around_the_mined_windows():
     wave, y = torch.zeros(64, SR), torch.full((64,), 2)
     loud = {}
     for share in (0.0, 1.0):
-        out, label, _ = StreamWindows(WindowConfig(talk_ratio=1.0), LABELS, SR, talk, np.array([30 * SR]),
-                                      hard_share=share)(wave, y, torch.Generator().manual_seed(0))
+        out, label = StreamWindows(WindowConfig(talk_ratio=1.0), LABELS, SR, talk, np.array([30 * SR]),
+                                   hard_share=share)(wave, y, torch.Generator().manual_seed(0))
         rows = out[64:]
         assert len(rows) == 64 and (label[64:] == 1).all()
         # a noise burst at 30-31.2 s: a crop around 30 s (+-100 ms) holds most of it
