@@ -20,8 +20,9 @@ A recipe is a list of stages run in order, each writing ``DIR/NAME.pt`` (or
 Inputs of a ``train`` stage: ``data_dir``, ``talk_dir``, ``extra_data``, ``more_data``,
 ``init_from``, ``teachers``, ``mine_with``; config ``features``, ``model``, ``train``.
 ``pretrain``: ``corpus``, ``aligned``, ``noise_dir``; config ``features``, ``model``,
-``pretrain``. ``calibrate``: ``checkpoint``, ``audio``, ``labels``, ``speech_audio``,
-``limits`` (``stream_eval.Limits`` fields). A reference to a stage with several seeds
+``pretrain``. ``calibrate``: ``checkpoint`` (several: each is calibrated and the best on
+the validation recordings, by ``Limits.better``, is kept), ``audio``, ``labels``,
+``speech_audio``, ``limits`` (``stream_eval.Limits`` fields). A reference to a stage with several seeds
 stands for all of their files in a list (``teachers = ["{teacher}"]``).
 
 A finished stage is skipped when run again with the same settings (``DIR/recipe-state.json``);
@@ -48,7 +49,7 @@ _INPUTS = {
     "train": {"data_dir": str, "talk_dir": str, "extra_data": list, "more_data": list, "init_from": str,
               "teachers": list, "mine_with": str},
     "pretrain": {"corpus": str, "aligned": str, "noise_dir": str},
-    "calibrate": {"checkpoint": str, "audio": list, "labels": list, "speech_audio": list},
+    "calibrate": {"checkpoint": (str, list), "audio": list, "labels": list, "speech_audio": list},
 }
 _SECTIONS = {"train": ("features", "model", "train"), "pretrain": ("features", "model", "pretrain"),
              "calibrate": ("limits",)}
@@ -125,8 +126,10 @@ def _stage(path: Path, i: int, entry: dict, defaults: dict, overrides: dict, rec
         raise ConfigError(f"{path}: stage {name} ({kind}): unknown key(s) {', '.join(sorted(entry))}; "
                           f"inputs: {', '.join(_INPUTS[kind])}; sections: {', '.join(_SECTIONS[kind])}")
     for key, value in inputs.items():
-        if not isinstance(value, _INPUTS[kind][key]):
-            raise ConfigError(f"{path}: stage {name}: {key} must be a {_INPUTS[kind][key].__name__}")
+        want = _INPUTS[kind][key]
+        if not isinstance(value, want):
+            kinds = " or ".join(t.__name__ for t in (want if isinstance(want, tuple) else (want,)))
+            raise ConfigError(f"{path}: stage {name}: {key} must be a {kinds}")
     wanted = {k: v for k, v in defaults.items() if k in _SECTIONS[kind]}
     config = merge(merge(wanted, sections), {k: v for k, v in overrides.items() if k in _SECTIONS[kind]})
     stage = Stage(name, kind, seeds, inputs, config)
@@ -265,16 +268,32 @@ class Runner:
                  max_steps=self.max_steps)
 
     def _calibrate(self, stage: Stage, seed: int | None, out: Path, resume: bool) -> None:
+        from .checkpoint import load_checkpoint, save_checkpoint
         from .loop import distributed
-        from .stream_eval import calibrate_file
+        from .stream_eval import CORRECT, SPEECH_FALSE_ALARMS, WRONG, calibrate_file
 
         inputs = self._inputs(stage)
         if "checkpoint" not in inputs or not inputs.get("audio"):
             raise ConfigError(f"stage {stage.name}: a calibrate stage needs checkpoint and audio")
-        if distributed().main:  # one process is enough
-            calibrate_file(inputs["checkpoint"], inputs["audio"], inputs.get("labels", []),
-                           inputs.get("speech_audio", []), out, configs(stage, seed)["limits"],
-                           device="cpu", progress=self.progress)
+        if not distributed().main:  # one process is enough
+            return
+        candidates = inputs["checkpoint"] if isinstance(inputs["checkpoint"], list) else [inputs["checkpoint"]]
+        limits, best = configs(stage, seed)["limits"], None
+        for candidate in candidates:  # each calibrated; the best on the validation recordings is kept
+            cal = out.with_name(f"{out.stem}.{Path(candidate).stem}.pt") if len(candidates) > 1 else out
+            result = calibrate_file(candidate, inputs["audio"], inputs.get("labels", []),
+                                    inputs.get("speech_audio", []), cal, limits, device="cpu",
+                                    progress=self.progress)
+            self.log(f"{stage.name}: {Path(candidate).name} on validation: " + ", ".join(
+                f"{k} {result['validation'][k]}" for k in (CORRECT, WRONG, SPEECH_FALSE_ALARMS)
+                if k in result["validation"]))
+            if best is None or limits.better(result["validation"], best[1]):
+                best = (cal, result["validation"], candidate)
+        if len(candidates) > 1:
+            chosen = load_checkpoint(best[0])
+            chosen.provenance["chosen_on_validation_from"] = [str(Path(c).resolve()) for c in candidates]
+            save_checkpoint(chosen, out)
+            self.log(f"{stage.name}: kept {Path(best[2]).name} (best on the validation recordings) -> {out}")
 
 
 def parse_assignments(items: list[str] | None, what: str) -> dict[str, Any]:
