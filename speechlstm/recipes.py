@@ -179,8 +179,9 @@ class Runner:
 
     def run(self, only: str | None = None) -> dict[str, list[Path]]:
         from .loop import distributed
+        from .model import resolve_device
 
-        dist = distributed()
+        dist = distributed(resolve_device(self.device))  # NCCL for GPUs, gloo for CPUs, before any stage
         stages = [self.recipe.stage(only)] if only else self.recipe.stages
         if dist.main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
