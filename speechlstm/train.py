@@ -1,5 +1,5 @@
 """Training the command classifier: the task (``ClassifierJob``: batches of the
-dataset, streaming-aware windows, augmentation, the loss and its terms) that
+dataset, read-speech rows, augmentation, the loss and its terms) that
 ``loop.fit`` runs, and ``train()``, which gathers its inputs and writes the
 checkpoint. Every setting is in ``TrainConfig``, a section per module that reads
 it, saved in the checkpoint."""
@@ -235,7 +235,7 @@ def _start_from(net: KeywordBiLSTM, path: str | os.PathLike, features: FeatureCo
 
 def _read_speech(cfg: TrainConfig, talk_dir, mine_with, features: FeatureConfig, dev: torch.device,
                  progress: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The read speech of the streaming-aware windows, and the mined false alarms in it."""
+    """The read speech of the read-speech rows, and the mined false alarms in it."""
     if talk_dir is None and cfg.windows.talk_ratio > 0:
         raise ConfigError("train.windows.talk_ratio > 0 needs read speech: pass talk_dir (--talk DIR)")
     talk = load_talk(talk_dir, features.sample_rate, progress=progress) if talk_dir is not None else None
