@@ -1,7 +1,7 @@
 """How often does a model take an isolated other word for a command? Every non-command
 word clip of a force-aligned corpus (`speechlstm corpus DIR --out WORDS`), one clip each,
 scored by each model: the share where a command gets at least 0.3 / 0.5 / 0.7, and the
-words it happens on most (the model card's "Confusable words"). Thousands of words give
+words it happens on most (docs/research.md, "Confusable words"). Thousands of words give
 more events than an hour of read speech does, for comparing models on validation speakers.
 
     python experiments/other_words.py WORDS [--half validation] MODEL.pt ...

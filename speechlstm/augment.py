@@ -1,5 +1,5 @@
 """Training-time augmentation on batches, on whatever device the model is on.
-(Simulated rooms were measured and not kept: model card, "Ablations".)
+(Simulated rooms were measured and not kept: docs/research.md, "Ablations".)
 Every random number comes from the ``torch.Generator`` passed in (CPU), so a
 run is reproducible from its seed on any device."""
 

@@ -3,7 +3,7 @@ model takes for a command. Training draws a share of its read-speech negatives
 from them (``train.mining.share`` with ``mine_with``), the way
 wake-word trainers feed a model its own false positives back. (Drawing the other
 words a model takes for a command more often was tried for issue 13 and not
-kept: model card, "Confusable words".)"""
+kept: docs/research.md, "Confusable words".)"""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ them can be drawn around the false alarms a trained model gives on that speech
 
 (Rewriting the batch's own rows the way a sliding window sees them, words placed
 anywhere, cut at an edge or run together, with speech beside them, was measured
-for issue 13 and not kept: model card, "Streaming" and "More real speech".)"""
+for issue 13 and not kept: docs/research.md.)"""
 
 from __future__ import annotations
 
