@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import atomic_torch_save, safe_load
 from .errors import CheckpointError, ConfigError
+from .model import resolve_device
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,14 @@ def distributed(device: torch.device | None = None) -> Distributed:
         atexit.register(torch.distributed.destroy_process_group)
     return Distributed(torch.distributed.get_rank(), torch.distributed.get_world_size(),
                        int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def place(device: str = "auto") -> tuple[Distributed, torch.device]:
+    """This process's rank in its ``torchrun`` job (joined with the backend ``device`` needs)
+    and the device it trains on (``auto`` resolved; one GPU a process)."""
+    dev = resolve_device(device)
+    dist = distributed(dev)
+    return dist, dist.device(dev)
 
 
 class StageClock:

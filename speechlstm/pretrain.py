@@ -35,8 +35,8 @@ from .checkpoint import ENCODER_PREFIXES, Encoder, save_encoder
 from .config import FeatureConfig, ModelConfig, from_dict, to_dict
 from .corpus import librispeech_utterances
 from .errors import ConfigError, DataError
-from .loop import Distributed, OptimConfig, Step, distributed, fit
-from .model import KeywordBiLSTM, count_parameters, resolve_device
+from .loop import Distributed, OptimConfig, Step, fit, place
+from .model import KeywordBiLSTM, count_parameters
 
 # PocketSphinx's US-English phone set (ARPAbet, no stress) and silence; its fillers (+NSN+, ...) count as SIL
 PHONES = ("SIL", "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G", "HH", "IH",
@@ -200,11 +200,12 @@ class PhoneJob:
     unused_parameters = True  # the classifier's pooling and head sit in the encoder, untrained here
 
     def __init__(self, model: PhoneticModel, cfg: PretrainConfig, train_set: PhoneCorpus, val: tuple,
-                 features: FeatureConfig, augment: Augmenter, device: torch.device, save):
+                 features: FeatureConfig, steps: tuple[int, float], augment: Augmenter, device: torch.device, save):
+        """``steps``: the encoder's (steps per window, ms between steps), ``encoder_steps``."""
         self.model, self.forward = model, _Listener(model, augment)
         self.cfg, self.train_set, self.val, self.device, self.save = cfg, train_set, val, device, save
         self.augment, self.clip_samples = augment, features.clip_samples
-        self.steps, self.step_ms = encoder_steps(features, model.net.model_cfg)
+        self.steps, self.step_ms = steps
 
     def steps_per_epoch(self, dist: Distributed) -> int:
         per_rank = self.cfg.windows_per_second * self.train_set.seconds / dist.world_size
@@ -237,8 +238,7 @@ def pretrain(corpus: str | os.PathLike, aligned: str | os.PathLike, out: str | o
     """Pretrain the encoder on ``corpus`` aligned into ``aligned`` and write the
     best epoch (held-out speakers' frame accuracy) to ``out``. Returns its metrics."""
     out, started = Path(out), time.time()
-    dist = distributed(resolve_device(device))
-    dev = dist.device(resolve_device(device))
+    dist, dev = place(device)
     data = PhoneCorpus.load(corpus, aligned, features.sample_rate, progress and dist.main)
     val_mask = [held_out(s, cfg.validation_pct) for s in data.speakers]
     train_set, val_set = data.subset([not v for v in val_mask]), data.subset(val_mask)
@@ -264,7 +264,8 @@ def pretrain(corpus: str | os.PathLike, aligned: str | os.PathLike, out: str | o
             "torch": str(torch.__version__), "device": str(dev), "world_size": dist.world_size,
             "train_seconds": round(time.time() - started, 1)}), out)
 
-    job = PhoneJob(model, cfg, train_set, val, features, Augmenter(cfg.augment, features, noise, dev), dev, save)
+    job = PhoneJob(model, cfg, train_set, val, features, (steps, step_ms), Augmenter(cfg.augment, features, noise, dev),
+                   dev, save)
     tqdm.write(f"pretraining the encoder on {dev}: {count_parameters(model):,} parameters, "
                f"{train_set.seconds / 3600:.2f} h of speech from {len(set(train_set.speakers))} speakers "
                f"({val_set.seconds / 60:.0f} min from {len(set(val_set.speakers))} held out), "

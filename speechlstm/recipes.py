@@ -41,8 +41,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import FeatureConfig, ModelConfig, from_dict, merge, to_dict
 from .errors import ConfigError
+from .loop import distributed, place
+from .pretrain import PretrainConfig, pretrain
+from .stream_eval import CORRECT, SPEECH_FALSE_ALARMS, WRONG, Limits, calibrate_file
+from .train import TrainConfig, train
 
 KINDS = ("train", "pretrain", "calibrate")
 _INPUTS = {
@@ -152,10 +157,6 @@ def _references(value: Any) -> list[str]:
 
 def configs(stage: Stage, seed: int | None) -> dict[str, Any]:
     """The stage's config objects (checked), with ``seed`` set where it has several."""
-    from .pretrain import PretrainConfig  # the run modules import torch; the recipe format does not
-    from .stream_eval import Limits
-    from .train import TrainConfig
-
     cfg = dict(stage.config)
     main = {"train": "train", "pretrain": "pretrain"}.get(stage.kind)
     if seed is not None and main:
@@ -178,10 +179,7 @@ class Runner:
         self.state_file = self.out_dir / "recipe-state.json"
 
     def run(self, only: str | None = None) -> dict[str, list[Path]]:
-        from .loop import distributed
-        from .model import resolve_device
-
-        dist = distributed(resolve_device(self.device))  # NCCL for GPUs, gloo for CPUs, before any stage
+        dist, _ = place(self.device)  # NCCL for GPUs, gloo for CPUs, before any stage
         stages = [self.recipe.stage(only)] if only else self.recipe.stages
         if dist.main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -204,11 +202,7 @@ class Runner:
     def resolve(self, value: Any) -> Any:
         """Vars and earlier stages' outputs in place of their references."""
         if isinstance(value, list):
-            out = []
-            for v in value:
-                r = self.resolve_many(v)
-                out.extend(r)
-            return out
+            return [path for v in value for path in self.resolve_many(v)]
         many = self.resolve_many(value)
         if len(many) != 1:
             raise ConfigError(f"{value!r} names {len(many)} files (a stage with several seeds): use it in a list")
@@ -247,8 +241,6 @@ class Runner:
         os.replace(tmp, self.state_file)
 
     def _train(self, stage: Stage, seed: int | None, out: Path, resume: bool) -> None:
-        from .train import train
-
         cfg, inputs = configs(stage, seed), self._inputs(stage)
         if "data_dir" not in inputs:
             raise ConfigError(f"stage {stage.name}: a train stage needs data_dir")
@@ -258,8 +250,6 @@ class Runner:
               teachers=tuple(inputs.pop("teachers", ())), **inputs)
 
     def _pretrain(self, stage: Stage, seed: int | None, out: Path, resume: bool) -> None:
-        from .pretrain import pretrain
-
         cfg, inputs = configs(stage, seed), self._inputs(stage)
         missing = {"corpus", "aligned"} - set(inputs)
         if missing:
@@ -269,10 +259,6 @@ class Runner:
                  max_steps=self.max_steps)
 
     def _calibrate(self, stage: Stage, seed: int | None, out: Path, resume: bool) -> None:
-        from .checkpoint import load_checkpoint, save_checkpoint
-        from .loop import distributed
-        from .stream_eval import CORRECT, SPEECH_FALSE_ALARMS, WRONG, calibrate_file
-
         inputs = self._inputs(stage)
         if "checkpoint" not in inputs or not inputs.get("audio"):
             raise ConfigError(f"stage {stage.name}: a calibrate stage needs checkpoint and audio")

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from .audio import read_audio
+from .checkpoint import save_checkpoint
 from .config import StreamConfig
+from .errors import DataError
+from .infer import Recognizer
 from .labels import COMMANDS10, UNKNOWN
 from .stream import Detection, PeakPicker, StreamingRecognizer, gate_detections, speech_segments
+from .stream_make import Event, read_truth
 from .vad import SpeechSegments
-from .stream_make import Event
 
 # The names of the streaming scores (score_stream, evaluate, sweep, calibration, the CLI's tables, the plots)
 CORRECT, MISSED, WRONG = "correct_pct", "missed_pct", "wrong_pct"  # % of the commands said
@@ -325,10 +330,6 @@ def record_files(streamer: StreamingRecognizer, audio: list, labels: list, speec
                  progress: bool = True) -> tuple[list[Recording], list[Recording]]:
     """Run the model once over every recording: (command recordings, one per ``audio`` with
     its ground-truth CSV in ``labels``; command-free ``speech_audio`` ones)."""
-    from .audio import read_audio
-    from .errors import DataError
-    from .stream_make import read_truth
-
     if len(labels) != len(audio):
         raise DataError(f"give one labels file per audio file ({len(audio)} audio, {len(labels)} labels)")
     recs, speech = [], []
@@ -345,12 +346,6 @@ def calibrate_file(checkpoint, audio: list, labels: list, speech_audio: list, ou
     """Calibrate ``checkpoint``'s streaming rule on validation recordings and write the
     checkpoint with it to ``out`` (a .pt file). Returns the rule, its validation scores and
     the rule it replaced with its scores."""
-    from pathlib import Path
-
-    from .checkpoint import save_checkpoint
-    from .errors import DataError
-    from .infer import Recognizer
-
     if Path(out).suffix != ".pt":
         raise DataError(f"{out}: calibration is written into a .pt checkpoint")
     rec = Recognizer.from_checkpoint(checkpoint, device=device, runtime=runtime, streaming=True)

@@ -29,9 +29,9 @@ from .distill import DistillConfig, Distillation, load_teachers
 from .errors import ConfigError
 from .infer import Recognizer
 from .labels import SILENCE
-from .loop import Distributed, OptimConfig, StageClock, Step, distributed, fit, metrics_path, state_path
+from .loop import Distributed, OptimConfig, StageClock, Step, fit, metrics_path, place, state_path
 from .mining import MiningConfig, mine_false_alarms
-from .model import KeywordBiLSTM, count_parameters, resolve_device
+from .model import KeywordBiLSTM, count_parameters
 from .windows import StreamWindows, WindowConfig, load_talk
 
 __all__ = ["TrainConfig", "train", "evaluate", "held_out_metrics", "metrics_path", "state_path", "StageClock"]
@@ -146,8 +146,7 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
     labels to fine-tune); ``teachers`` (``distill``); ``mine_with`` (``mining``). ``max_steps``
     caps steps per epoch (smoke tests); ``clock`` times every stage of a step."""
     out, started = Path(out), time.time()
-    dist = distributed(resolve_device(device))
-    dev = dist.device(resolve_device(device))
+    dist, dev = place(device)
     if dist.main:
         out.parent.mkdir(parents=True, exist_ok=True)
     data = SpeechCommands(data_dir, cfg.task, sampling=cfg.sampling, sample_rate=features.sample_rate,
@@ -162,7 +161,7 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
     terms = [Distillation(cfg.distill, load_teachers(tuple(teachers), data.labels, features, dev))]
     talk, hard = _read_speech(cfg, talk_dir, mine_with, features, dev, progress and dist.main)
     windows = StreamWindows(cfg.windows, data.labels, features.sample_rate, talk, hard, cfg.mining.share) \
-        if cfg.task == "commands12" else None
+        if cfg.task == "commands12" else None  # words35 has no _unknown_ for read speech to be
     sources = {"data_dir": _resolved(data_dir), "talk_dir": _resolved(talk_dir),  # every input, for the provenance
                "extra_data": [_resolved(d) for d in extra_data], "more_data": [_resolved(d) for d in more_data],
                "init_from": _resolved(init_from), "teachers": [_resolved(t) for t in teachers],
@@ -181,15 +180,15 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
                f"validation clips")
     best = fit(job, cfg.optim, out, dev, configs, resume=resume, progress=progress, max_steps=max_steps,
                clock=clock, dist=dist)
-    if dist.main:  # the test split, once, on the model chosen by validation
-        ckpt = load_checkpoint(out)
+    ckpt = load_checkpoint(out) if dist.main else None
+    if ckpt is not None:  # the test split, once, on the model chosen by validation
         ckpt.metrics.update(held_out_metrics(ckpt.build_model().to(dev), data, dev, cfg.optim.seed, splits=("test",)))
         ckpt.provenance["train_seconds"] = round(time.time() - started, 1)
         save_checkpoint(ckpt, out)
         tqdm.write(f"best epoch {best['best_epoch']}: val acc {ckpt.metrics['val_acc']:.4f}, test acc "
                    f"{ckpt.metrics['test_acc']:.4f} -> {out}")
     dist.barrier()
-    return Result(out, best["best_epoch"], load_checkpoint(out).metrics)
+    return Result(out, best["best_epoch"], (ckpt or load_checkpoint(out)).metrics)
 
 
 @torch.no_grad()
