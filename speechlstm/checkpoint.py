@@ -11,6 +11,8 @@ ever executed), holding plain types and tensors:
     state_dict  model weights         metrics   {name: number}
     provenance  {data_dir, split_sizes, seed, epochs, commit, created, ...}
     streaming   StreamConfig dict (optional: the streaming rule calibrated for this model)
+    enrollment  {"representation": str, "sources": [str], "negatives": float16 tensor (N, D)}
+                (optional: the other words and read speech that enrolled words are fitted against)
 
 A pretrained encoder (``speechlstm pretrain``) is a second, smaller kind of file:
 
@@ -19,6 +21,10 @@ A pretrained encoder (``speechlstm pretrain``) is a second, smaller kind of file
     pretrain    pretrain.PretrainConfig dict            phones    [str, ...]
     state_dict  the front end, convolution and BiLSTM weights + "phone_head.*"
     metrics     {name: number}        provenance {...}
+
+Enrolled words (``speechlstm enroll``) live in a folder: ``words.json`` (JSON, a third
+format: "speechlstm-words", its version, the digest of the embedding model's weights
+and a head and threshold per word) beside each word's enrolment clips (``WORD/N.wav``).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from .model import KeywordBiLSTM
 
 FORMAT = "speechlstm"
 ENCODER_FORMAT = "speechlstm-encoder"
+WORDS_FORMAT, WORDS_VERSION, WORDS_FILE = "speechlstm-words", 1, "words.json"
 FORMAT_VERSION = 2  # 2: training settings in sections; version 1 files (one flat section) still load
 READABLE_VERSIONS = (1, 2)
 ENCODER_PREFIXES = ("frontend.", "conv.", "lstm.")  # the weights an encoder file carries into a classifier
@@ -48,6 +55,8 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "c
 # the shipped model trained for continuous audio (streaming-aware windows, read-speech negatives):
 # what live recognition uses unless told otherwise
 DEFAULT_STREAM_CHECKPOINT = DEFAULT_CHECKPOINT.with_name("commands12-stream.pt")
+# the shipped embedding model that enrolled words are fitted on (``speechlstm enroll``)
+DEFAULT_EMBEDDER = DEFAULT_CHECKPOINT.with_name("embedder.pt")
 # Training settings of ideas that were measured and not kept (their figures are in the model card):
 # files that carry them still load, and keep them under provenance["retired"]
 RETIRED_TRAIN_KEYS = ("extra_hard_share", "sampling.synth_unknowns", "augment.reverb_prob", "augment.reverb_rt60_s",
@@ -82,6 +91,7 @@ class Checkpoint:
     metrics: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     streaming: StreamConfig = field(default_factory=StreamConfig)  # the decision rule for live audio
+    enrollment: dict[str, Any] | None = None  # negatives for enrolled words (see the module docstring)
     source: Path | None = None  # the file it was loaded from (not saved)
 
     def build_model(self) -> KeywordBiLSTM:
@@ -139,6 +149,17 @@ def checkpoint_meta(ckpt: Checkpoint) -> dict[str, Any]:
             "streaming": to_dict(ckpt.streaming)}
 
 
+def weights_digest(ckpt: Checkpoint) -> str:
+    """sha256 of what a model computes (front end, network, labels, weights), nothing else:
+    what enrolled words are bound to (new metrics or a new rule keep them valid)."""
+    h = hashlib.sha256(json.dumps([to_dict(ckpt.features), to_dict(ckpt.model), list(ckpt.labels)]).encode())
+    for name in sorted(ckpt.state_dict):
+        t = ckpt.state_dict[name].detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def content_digest(ckpt: Checkpoint) -> str:
     """sha256 of everything a checkpoint holds (configs, labels, rule, metrics, weights):
     what names a file derived from it, such as a cached export."""
@@ -152,7 +173,8 @@ def content_digest(ckpt: Checkpoint) -> str:
 
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
     weights = {k: v.detach().cpu().contiguous() for k, v in ckpt.state_dict.items()}
-    atomic_torch_save({**checkpoint_meta(ckpt), "state_dict": weights}, path)
+    extra = {"enrollment": ckpt.enrollment} if ckpt.enrollment else {}
+    atomic_torch_save({**checkpoint_meta(ckpt), "state_dict": weights, **extra}, path)
 
 
 def safe_load(path: str | os.PathLike) -> Any:
@@ -275,6 +297,7 @@ def checkpoint_from_dict(raw: Any, path: Path, weights: bool = True) -> Checkpoi
             metrics=dict(raw.get("metrics") or {}),
             provenance={**dict(raw.get("provenance") or {}), **({"retired": retired} if retired else {})},
             streaming=from_dict(StreamConfig, raw.get("streaming")),
+            enrollment=_enrollment(raw.get("enrollment"), path),
             source=path.resolve(),
         )
     except (ConfigError, TypeError) as e:
@@ -282,3 +305,86 @@ def checkpoint_from_dict(raw: Any, path: Path, weights: bool = True) -> Checkpoi
     if not ckpt.labels:
         raise CheckpointError(f"{path}: checkpoint has no labels")
     return ckpt
+
+
+def _enrollment(raw: Any, path: Path) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    neg = raw.get("negatives") if isinstance(raw, dict) else None
+    if not isinstance(neg, torch.Tensor) or neg.ndim != 2 or not isinstance(raw.get("representation"), str):
+        raise CheckpointError(f"{path}: its enrollment entry needs a representation and a 2-D negatives tensor")
+    return {"representation": raw["representation"], "sources": [str(s) for s in raw.get("sources", [])],
+            "negatives": neg}
+
+
+# ------------------------------------------------------------------ enrolled words
+@dataclass
+class EnrolledWord:
+    """One enrolled word: a linear head over the embedding model's representation; it is
+    heard when ``weights . z + bias`` clears ``threshold``."""
+
+    name: str
+    weights: list[float]
+    bias: float
+    threshold: float
+    clips: list[str]  # its enrolment clips, relative to the words folder
+    created: str
+    scores: list[float] = field(default_factory=list)  # the enrolment clips' own scores
+
+
+@dataclass
+class Words:
+    """A words folder's ``words.json``: which embedding model the heads belong to, and the words."""
+
+    embedder_digest: str
+    representation: str
+    words: dict[str, EnrolledWord] = field(default_factory=dict)
+    folder: Path | None = None  # where it was loaded from (not saved)
+
+
+def save_words(words: Words, folder: str | os.PathLike) -> Path:
+    """Write ``folder/words.json`` atomically (the clips are written by ``enroll``)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    body = {"format": WORDS_FORMAT, "version": WORDS_VERSION, "embedder_digest": words.embedder_digest,
+            "representation": words.representation,
+            "words": {n: {k: v for k, v in vars(w).items() if k != "name"} for n, w in sorted(words.words.items())}}
+    path = folder / WORDS_FILE
+    fd, tmp = tempfile.mkstemp(prefix=f".{WORDS_FILE}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(body, f, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_words(folder: str | os.PathLike) -> Words:
+    """Read ``folder/words.json``, validating every field."""
+    folder = Path(folder)
+    path = folder / WORDS_FILE if folder.is_dir() or not folder.suffix else folder
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no enrolled words here (speechlstm enroll WORD CLIPS... --words {folder})")
+    try:
+        raw = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not a words file ({e})") from None
+    if not isinstance(raw, dict) or raw.get("format") != WORDS_FORMAT:
+        raise CheckpointError(f"{path}: not a speechlstm words file (no 'format': '{WORDS_FORMAT}' entry)")
+    if raw.get("version") != WORDS_VERSION:
+        raise CheckpointError(f"{path}: words file version {raw.get('version')!r}; this speechlstm reads "
+                              f"version {WORDS_VERSION}")
+    try:
+        words = {str(n): EnrolledWord(name=str(n), weights=[float(x) for x in w["weights"]], bias=float(w["bias"]),
+                                      threshold=float(w["threshold"]), clips=[str(c) for c in w["clips"]],
+                                      created=str(w["created"]), scores=[float(x) for x in w.get("scores", [])])
+                 for n, w in raw["words"].items()}
+        out = Words(str(raw["embedder_digest"]), str(raw["representation"]), words, path.parent)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path}: invalid words file ({type(e).__name__}: {e})") from None
+    sizes = {len(w.weights) for w in words.values()}
+    if len(sizes) > 1:
+        raise CheckpointError(f"{path}: the words' heads differ in size ({sorted(sizes)})")
+    return out

@@ -148,7 +148,8 @@ def _synth(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from .infer import Recognizer
 
-    rec = Recognizer.from_checkpoint(args.checkpoint, device=args.device, runtime=args.runtime, int8=args.int8)
+    rec = Recognizer.from_checkpoint(args.checkpoint, device=args.device, runtime=args.runtime, int8=args.int8,
+                                     words=args.words)
     if args.verbose:
         print(f"model {rec.checkpoint.source}: {rec.runtime}", file=sys.stderr)
     failed = 0
@@ -251,7 +252,7 @@ def _streamer(args: argparse.Namespace, input_rate: int | None = None):
     from .stream import StreamingRecognizer
 
     rec = Recognizer.from_checkpoint(args.checkpoint, device=args.model_device, runtime=args.runtime,
-                                     streaming=True)
+                                     streaming=True, words=getattr(args, "words", None))
     return StreamingRecognizer(rec, input_rate=input_rate, **_stream_overrides(args))
 
 
@@ -355,6 +356,7 @@ def _add_stream_options(p: argparse.ArgumentParser, device_flag: str = "--device
     p.add_argument("--no-isolation", action="store_true",
                    help="report commands inside running speech too (no voice-activity check)")
     p.add_argument(device_flag, dest="model_device", default="cpu", help="torch device for the model")
+    p.add_argument("--words", help="a words folder (speechlstm enroll): recognize its words too")
     p.add_argument("--runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
 
 
@@ -380,6 +382,32 @@ def _live(args: argparse.Namespace) -> int:
     print(f"{stats.seconds:.1f} s of audio, {stats.detections} detections, {stats.model_runs} model runs, "
           f"{stats.gated_hops} gated hops, {stats.overflows} input overflows, {stats.dropped_blocks} dropped "
           f"blocks, CPU {share:.1f}% of real time", file=sys.stderr)
+    return 0
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    import time
+
+    from .checkpoint import load_words
+    from .enroll import Embedder, enroll, remove
+
+    if args.list or args.remove:
+        if args.clips or (args.list and args.remove):
+            raise ConfigError("--list and --remove WORD take no clips, and not each other")
+        if args.remove:
+            remove(args.remove, args.words)
+            print(f"removed {args.remove!r} from {args.words}")
+        for name, w in sorted(load_words(args.words).words.items()):
+            print(f"{name}\t{len(w.clips)} clips\tthreshold {w.threshold:.3f}\tenrolled {w.created}")
+        return 0
+    if not args.word or not args.clips:
+        raise ConfigError("give a word and its recordings: speechlstm enroll WORD CLIP1 CLIP2 CLIP3 ...")
+    t0 = time.perf_counter()
+    entry = enroll(args.word, args.clips, args.words, embedder=Embedder.from_checkpoint(args.embedder))
+    seconds = time.perf_counter() - t0
+    print(f"enrolled {entry.name!r} from {len(entry.clips)} recordings in {seconds:.1f} s into {args.words} "
+          f"(threshold {entry.threshold:.3f}; the recordings score {min(entry.scores):.2f} to "
+          f"{max(entry.scores):.2f}); use it: --words {args.words}")
     return 0
 
 
@@ -411,6 +439,7 @@ def _args_predict(r: argparse.ArgumentParser) -> None:
     r.add_argument("--int8", action="store_true", help="PyTorch dynamic int8 (the same as --runtime int8)")
     r.add_argument("--runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
     r.add_argument("--verbose", action="store_true", help="also say how the model runs (on stderr)")
+    r.add_argument("--words", help="a words folder (speechlstm enroll): recognize its words too")
 
 def _args_evaluate(e: argparse.ArgumentParser) -> None:
     e.add_argument("--checkpoint", help="checkpoint file (default: the shipped commands12 model)")
@@ -512,6 +541,14 @@ def _args_live(lv: argparse.ArgumentParser) -> None:
     lv.add_argument("--save", metavar="FILE", help="also record what the device hears (WAV/FLAC, float); "
                     "--input FILE replays it with the same detections")
 
+def _args_enroll(en: argparse.ArgumentParser) -> None:
+    en.add_argument("word", nargs="?", help="the word to enrol (a word enrolled before is replaced)")
+    en.add_argument("clips", nargs="*", help="3 to 10 recordings of it, one word each (any format and rate)")
+    en.add_argument("--words", "--out", dest="words", default="words", help="the words folder (default: words/)")
+    en.add_argument("--remove", metavar="WORD", help="remove an enrolled word")
+    en.add_argument("--list", action="store_true", help="list the enrolled words")
+    en.add_argument("--embedder", help="embedding model (default: the shipped checkpoints/embedder.pt)")
+
 def _args_download(d: argparse.ArgumentParser) -> None:
     d.add_argument("dest", type=Path)
     d.add_argument("--version", default="0.02", choices=["0.01", "0.02"])
@@ -539,6 +576,7 @@ COMMANDS = (  # name, help, its arguments, what it runs
     ("corpus", "force-align a LibriSpeech-layout corpus (PocketSphinx) into word clips", _args_corpus, _corpus),
     ("live", "recognize commands from the microphone (or a recording)", _args_live, _live),
     ("download", "download and extract the Speech Commands dataset", _args_download, _download),
+    ("enroll", "add your own word from a few recordings (or --remove / --list them)", _args_enroll, _enroll),
 )
 
 

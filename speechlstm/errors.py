@@ -19,3 +19,8 @@ class CheckpointError(SpeechLSTMError):
 
 class DataError(SpeechLSTMError):
     """A dataset directory is missing or has an unexpected layout."""
+
+
+class EnrollError(SpeechLSTMError, ValueError):
+    """Recordings that cannot make an enrolled word: too few, silent, of different words,
+    or of a word too close to one the model already knows."""

@@ -15,7 +15,9 @@ import torch
 from .audio import AudioSource, pad_or_trim, read_audio, speech_window
 from .checkpoint import DEFAULT_STREAM_CHECKPOINT, Checkpoint, load_checkpoint
 from .config import RUNTIMES
+from .enroll import WordSpotter, merge
 from .errors import ConfigError
+from .labels import UNKNOWN
 from .runtime import Runner, TorchRunner, WithFeatures, exported_kind, load_exported, quantize_int8, softmax
 from .model import count_parameters, resolve_device
 
@@ -54,11 +56,13 @@ class Recognizer:
     once and cached (``runtime_note`` says where, or why it fell back to eager);
     ``"eager"`` is PyTorch fp32, ``"int8"`` PyTorch dynamic int8, ``"onnx"`` and
     ``"onnx-int8"`` ONNX Runtime. Exported ONNX / TorchScript files load too
-    (``from_checkpoint("model.onnx")``).
+    (``from_checkpoint("model.onnx")``). ``words``: enrolled words (``speechlstm enroll``),
+    recognized beside the model's own labels (``labels`` lists the model's, then the words).
     """
 
     def __init__(self, checkpoint: Checkpoint, device: str = "auto", *, runtime: str = "auto",
-                 int8: bool = False, threads: int | None = None, runner: Runner | None = None):
+                 int8: bool = False, threads: int | None = None, runner: Runner | None = None,
+                 words: WordSpotter | None = None):
         self.checkpoint = checkpoint
         self.device = resolve_device(device)
         self.runtime_note = ""
@@ -69,10 +73,21 @@ class Recognizer:
         self.backend: str = runner.kind  # "fp32", "int8", "onnx", "onnx-int8" or "torchscript"
         self.parameters: int = int(checkpoint.provenance.get("parameters") or (
             count_parameters(checkpoint.build_model()) if checkpoint.state_dict else 0))
-        self.labels: list[str] = list(checkpoint.labels)
         self.sample_rate: int = checkpoint.features.sample_rate
         self.clip_samples: int = checkpoint.features.clip_samples
         self._hop = checkpoint.features.hop_samples
+        self.set_words(words)
+
+    def set_words(self, words: WordSpotter | None) -> None:
+        """Recognize these enrolled words too (``None``: the model's labels only)."""
+        if words is not None and words.embedder.sample_rate != self.sample_rate:
+            raise ConfigError(f"the words' embedding model runs at {words.embedder.sample_rate} Hz, "
+                              f"this model at {self.sample_rate} Hz")
+        if words is not None and UNKNOWN not in self.checkpoint.labels:
+            raise ConfigError("enrolled words are a share of the model's _unknown_ label: this model has none "
+                              "(enrol words for a commands12 model)")
+        self.words = words
+        self.labels: list[str] = list(self.checkpoint.labels) + (list(words.names) if words else [])
 
     def _runner(self, ckpt: Checkpoint, runtime: str, threads: int | None) -> tuple[Runner, str]:
         """The runner for ``runtime`` on ``self.device``, and a note on where it came from."""
@@ -100,20 +115,24 @@ class Recognizer:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None, device: str = "auto", *,
                         runtime: str = "auto", int8: bool = False, threads: int | None = None,
-                        streaming: bool = False) -> "Recognizer":
+                        streaming: bool = False, words: str | os.PathLike | WordSpotter | None = None
+                        ) -> "Recognizer":
         """Load a checkpoint (``None``: the shipped commands12 model; with ``streaming``,
         the shipped model trained for continuous audio) or an exported ``.onnx`` /
         TorchScript file. ``runtime``: see the class; ``int8``: the same as
         ``runtime="int8"``; ``threads``: how many cores ONNX Runtime spreads a batch over
-        (torch's count is global: torch.set_num_threads)."""
+        (torch's count is global: torch.set_num_threads); ``words``: a words folder (or a
+        ``WordSpotter``) of enrolled words to recognize too."""
+        if words is not None and not isinstance(words, WordSpotter):
+            words = WordSpotter.load(words)
         if path is None and streaming:
             path = DEFAULT_STREAM_CHECKPOINT
         if path is not None and Path(path).is_file() and exported_kind(Path(path)):
             if int8 or runtime not in ("auto", "onnx", "onnx-int8"):
                 raise ConfigError(f"{path} is an exported model: it runs as exported (quantize at export, --int8)")
             ckpt, runner = load_exported(path, resolve_device(device), threads)
-            return cls(ckpt, device, runner=runner)
-        return cls(load_checkpoint(path), device, runtime=runtime, int8=int8, threads=threads)
+            return cls(ckpt, device, runner=runner, words=words)
+        return cls(load_checkpoint(path), device, runtime=runtime, int8=int8, threads=threads, words=words)
 
     @property
     def runtime(self) -> str:
@@ -122,13 +141,19 @@ class Recognizer:
 
     # ---------------------------------------------------------------- core
     def logits(self, clips: np.ndarray | torch.Tensor) -> np.ndarray:
-        """(B, clip_samples) float waveforms at the model rate -> (B, n_labels) logits."""
+        """(B, clip_samples) float waveforms at the model rate -> (B, n_model_labels) logits
+        (the model's own labels: enrolled words have probabilities, not logits)."""
         x = np.asarray(clips.detach().cpu() if isinstance(clips, torch.Tensor) else clips, dtype=np.float32)
         return self.runner(x.reshape(-1, x.shape[-1]))[0]
 
     def probabilities(self, clips: np.ndarray | torch.Tensor) -> np.ndarray:
-        """(B, clip_samples) float waveforms at the model rate -> (B, n_labels) probabilities."""
-        return softmax(self.logits(clips))
+        """(B, clip_samples) float waveforms at the model rate -> (B, len(labels)) probabilities,
+        the enrolled words' included (a share of ``_unknown_``: ``enroll.merge``)."""
+        probs = softmax(self.logits(clips))
+        if self.words is None or not self.words.names:
+            return probs
+        x = clips.detach().cpu().numpy() if isinstance(clips, torch.Tensor) else np.asarray(clips, np.float32)
+        return merge(probs, self.checkpoint.labels, self.words.probabilities(x.reshape(len(probs), -1)))
 
     def mfcc(self, clip: np.ndarray) -> np.ndarray:
         """The model's own features of one clip: (frames, n_mfcc)."""

@@ -26,6 +26,7 @@ import numpy as np
 
 from .audio import to_float32, to_mono
 from .config import StreamConfig
+from .enroll import STREAM_THRESHOLD as WORD_THRESHOLD
 from .labels import FILLERS, SILENCE
 from .infer import Recognizer
 from .vad import SpeechSegments, VoiceActivity
@@ -134,6 +135,9 @@ class StreamingRecognizer:
     def __init__(self, recognizer: Recognizer, config: StreamConfig | None = None, *,
                  input_rate: int | None = None, **overrides):
         config = config or recognizer.checkpoint.streaming
+        if recognizer.words is not None:  # an enrolled word fires where its head clears its threshold
+            config = dataclasses.replace(config, thresholds={**{w: WORD_THRESHOLD for w in recognizer.words.names},
+                                                             **config.thresholds})
         if "threshold" in overrides and "thresholds" not in overrides:  # one threshold for all
             config = config.with_threshold(overrides.pop("threshold"))
         self.config = dataclasses.replace(config, **overrides)

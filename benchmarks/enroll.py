@@ -1,0 +1,182 @@
+"""Enrolment benchmark: words the model was never trained to recognise, real recordings.
+
+For each word and each of ``--speakers`` speakers with at least 5 recordings of it:
+
+- enrol the word from 5 of that speaker's recordings (``speechlstm.enroll``: its checks,
+  fitting, threshold; the time it takes);
+- **other speakers**: the share of other speakers' recordings of the word (one each) that
+  the recognizer (``--checkpoint`` + the word) labels as the word;
+- **same speaker**: each of the 5 in turn is held out, the word enrolled from the other 4,
+  and the held-out one recognized (a speaker with 6+ recordings of a word is rare in these sets);
+- **other words**: the share of other words' recordings (other speakers, every other word
+  of ``--clips``, and ``--other`` folders) labelled as the word;
+- **read speech**: detections of the word an hour, by the streaming recognizer's rule
+  (``--stream-checkpoint``), over ``--talk-minutes`` of ``--talk`` read speech.
+
+Speakers of ``--exclude-speakers-of`` (the clips the shipped models were trained on) are left out.
+
+    python benchmarks/enroll.py --clips /work/data/minali/audio/audio --words zero,one,five,eight \\
+        --other ../shared/data/speech_commands_test_mini --talk /work/data/test-clean --json out.json
+"""
+
+import argparse
+import collections
+import dataclasses
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from speechlstm.audio import read_audio
+from speechlstm.enroll import Embedder, WordSpotter, enroll, merge
+from speechlstm.checkpoint import load_words
+from speechlstm.errors import EnrollError
+from speechlstm.infer import Recognizer
+from speechlstm.stream import StreamingRecognizer
+from speechlstm.stream_eval import record, replay
+
+SHOTS = 5
+
+
+def speaker(path: Path) -> str:
+    return path.name.split("_")[0]
+
+
+def training_speakers(root: Path | None) -> set[str]:
+    if root is None:
+        return set()
+    listed = set()
+    for name in ("validation_list.txt", "testing_list.txt"):
+        if (root / name).is_file():
+            listed |= set((root / name).read_text().split())
+    return {speaker(f) for f in root.glob("*/*.wav") if f"{f.parent.name}/{f.name}" not in listed}
+
+
+def talk_audio(root: Path, minutes: float, rate: int) -> np.ndarray:
+    files, out, total = sorted(root.rglob("*.flac")) + sorted(root.rglob("*.wav")), [], 0
+    for f in files:
+        x, _ = read_audio(f, rate)
+        out.append(x)
+        total += len(x)
+        if total >= minutes * 60 * rate:
+            break
+    return np.concatenate(out)[: int(minutes * 60 * rate)]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--clips", type=Path, required=True, help="word/SPEAKER_nohash_N.wav recordings")
+    p.add_argument("--words", default="zero,one,five,eight")
+    p.add_argument("--other", type=Path, nargs="*", default=[], help="more folders of other words (word/*.wav)")
+    p.add_argument("--talk", type=Path, help="read speech (LibriSpeech layout) for false accepts an hour")
+    p.add_argument("--talk-minutes", type=float, default=60.0)
+    p.add_argument("--speakers", type=int, default=5, help="enrolling speakers a word")
+    p.add_argument("--others", type=int, default=100, help="other speakers' recordings a word")
+    p.add_argument("--negatives", type=int, default=400, help="other words' recordings an enrolment")
+    p.add_argument("--exclude-speakers-of", type=Path, default=Path("../shared/data/speech_commands_mini"))
+    p.add_argument("--embedder", help="embedding model (default: the shipped one)")
+    p.add_argument("--checkpoint", help="clip classifier (default: the shipped commands12 model)")
+    p.add_argument("--stream-checkpoint", help="stream model (default: the shipped commands12-stream)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, help="also write the results here")
+    args = p.parse_args(argv)
+
+    rng = random.Random(args.seed)
+    embedder = Embedder.from_checkpoint(args.embedder)
+    clip_rec = Recognizer.from_checkpoint(args.checkpoint, device="cpu")
+    stream_rec = Recognizer.from_checkpoint(args.stream_checkpoint, device="cpu", streaming=True)
+    skip = training_speakers(args.exclude_speakers_of if args.exclude_speakers_of.is_dir() else None)
+    by = collections.defaultdict(list)
+    for f in sorted(args.clips.glob("*/*.wav")):
+        if not f.parent.name.startswith("_") and speaker(f) not in skip:
+            by[(f.parent.name, speaker(f))].append(f)
+    others = sorted(f for d in args.other for f in d.glob("*/*.wav") if not f.parent.name.startswith("_"))
+    words = args.words.split(",")
+    load = lambda paths: np.stack([embedder.window(read_audio(f, embedder.sample_rate)[0]) for f in paths])
+
+    talk = None
+    if args.talk:
+        t0 = time.perf_counter()
+        audio = talk_audio(args.talk, args.talk_minutes, stream_rec.sample_rate)
+        talk_rec, _ = record(StreamingRecognizer(stream_rec), audio, [], progress=False)
+        n = stream_rec.clip_samples
+        ends = np.round(talk_rec.times_ms * stream_rec.sample_rate / 1000).astype(int)
+        windows_z = np.concatenate([embedder(np.stack([np.pad(audio[max(0, e - n) : e], (max(0, n - e), 0))
+                                                       for e in ends[i : i + 512]]))
+                                    for i in range(0, len(ends), 512)])
+        talk = (talk_rec, windows_z, len(audio) / stream_rec.sample_rate / 3600)
+        print(f"read speech: {talk[2] * 60:.1f} min, {len(ends)} hops embedded in {time.perf_counter() - t0:.0f} s",
+              file=sys.stderr)
+
+    rows = []
+    for word in words:
+        speakers = sorted(s for (w, s), fs in by.items() if w == word and len(fs) >= SHOTS)
+        rng.shuffle(speakers)
+        for spk in speakers[: args.speakers]:
+            mine = by[(word, spk)][:SHOTS]
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                try:
+                    entry = enroll(word, mine, tmp, embedder=embedder, classifier=clip_rec)
+                except EnrollError as e:
+                    rows.append({"word": word, "speaker": spk, "refused": str(e)})
+                    print(f"{word} {spk}: refused: {e}", file=sys.stderr)
+                    continue
+                seconds = time.perf_counter() - t0
+                spotter = WordSpotter(embedder, load_words(tmp))
+                clip_rec.set_words(spotter)
+                theirs = [fs[0] for (w, s), fs in by.items() if w == word and s != spk]
+                rng.shuffle(theirs)
+                hit_other = float(np.mean([p.label == word for p in clip_rec.predict_batch(theirs[: args.others])]))
+                negs = [fs[0] for (w, s), fs in by.items() if w != word and s != spk] + \
+                    [f for f in others if f.parent.name != word]
+                rng.shuffle(negs)
+                fa_words = float(np.mean([p.label == word for p in clip_rec.predict_batch(negs[: args.negatives])]))
+                row = {"word": word, "speaker": spk, "enroll_s": round(seconds, 2), "threshold": entry.threshold,
+                       "other_speakers": hit_other, "other_words": fa_words}
+                if talk is not None:
+                    talk_rec, z, hours = talk
+                    q = 1 / (1 + np.exp(-(z @ spotter.W.T + spotter.b)))
+                    merged = merge(talk_rec.probs, stream_rec.checkpoint.labels, q)
+                    labels = list(stream_rec.checkpoint.labels) + spotter.names
+                    stream_rec.set_words(spotter)  # the rule a StreamingRecognizer gives the word
+                    config = StreamingRecognizer(stream_rec).config
+                    stream_rec.set_words(None)
+                    dets = replay(dataclasses.replace(talk_rec, probs=merged), labels, config)
+                    row["read_speech_per_hour"] = sum(d.label == word for d in dets) / hours
+            clip_rec.set_words(None)
+            same = []
+            for k in range(SHOTS):  # leave one out: 4 to enrol, the fifth to hear
+                with tempfile.TemporaryDirectory() as tmp:
+                    try:
+                        enroll(word, [f for j, f in enumerate(mine) if j != k], tmp, embedder=embedder,
+                               classifier=clip_rec)
+                    except EnrollError:
+                        same.append(False)
+                        continue
+                    clip_rec.set_words(WordSpotter(embedder, load_words(tmp)))
+                    same.append(clip_rec.predict_file(mine[k]).label == word)
+                    clip_rec.set_words(None)
+            row["same_speaker_4shot"] = float(np.mean(same))
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr)
+
+    done = [r for r in rows if "refused" not in r]
+    keys = ["same_speaker_4shot", "other_speakers", "other_words", "read_speech_per_hour", "enroll_s"]
+    summary = {"enrolments": len(done), "refused": len(rows) - len(done),
+               **{k: round(statistics.mean(r[k] for r in done), 4) for k in keys if done and k in done[0]},
+               "enroll_s_median": statistics.median(r["enroll_s"] for r in done) if done else None}
+    print(json.dumps(summary, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps({"summary": summary, "rows": rows, "args": vars(args)}, indent=1,
+                                        default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
