@@ -97,7 +97,6 @@ def main(argv=None) -> int:
             by[(f.parent.name, speaker(f))].append(f)
     others = sorted(f for d in args.other for f in d.glob("*/*.wav") if not f.parent.name.startswith("_"))
     words = args.words.split(",")
-    load = lambda paths: np.stack([embedder.window(read_audio(f, embedder.sample_rate)[0]) for f in paths])
 
     talk = None
     if args.talk:

@@ -153,8 +153,12 @@ def weights_digest(ckpt: Checkpoint) -> str:
     """sha256 of what a model computes (front end, network, labels, weights), nothing else:
     what enrolled words are bound to (new metrics or a new rule keep them valid)."""
     h = hashlib.sha256(json.dumps([to_dict(ckpt.features), to_dict(ckpt.model), list(ckpt.labels)]).encode())
-    for name in sorted(ckpt.state_dict):
-        t = ckpt.state_dict[name].detach().cpu().contiguous()
+    return _hash_weights(h, ckpt.state_dict)
+
+
+def _hash_weights(h: "hashlib._Hash", state_dict: dict[str, torch.Tensor]) -> str:
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
@@ -164,11 +168,7 @@ def content_digest(ckpt: Checkpoint) -> str:
     """sha256 of everything a checkpoint holds (configs, labels, rule, metrics, weights):
     what names a file derived from it, such as a cached export."""
     h = hashlib.sha256(json.dumps(checkpoint_meta(ckpt), sort_keys=True, default=str).encode())
-    for name in sorted(ckpt.state_dict):
-        t = ckpt.state_dict[name].detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    return _hash_weights(h, ckpt.state_dict)
 
 
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> None:
