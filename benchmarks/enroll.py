@@ -37,7 +37,7 @@ from speechlstm.enroll import Embedder, WordSpotter, enroll, merge
 from speechlstm.checkpoint import load_words
 from speechlstm.errors import EnrollError
 from speechlstm.infer import Recognizer
-from speechlstm.stream import StreamingRecognizer
+from speechlstm.stream import StreamingRecognizer, with_words
 from speechlstm.stream_eval import record, replay
 
 SHOTS = 5
@@ -78,7 +78,9 @@ def main(argv=None) -> int:
     p.add_argument("--speakers", type=int, default=5, help="enrolling speakers a word")
     p.add_argument("--others", type=int, default=100, help="other speakers' recordings a word")
     p.add_argument("--negatives", type=int, default=400, help="other words' recordings an enrolment")
-    p.add_argument("--exclude-speakers-of", type=Path, default=Path("../shared/data/speech_commands_mini"))
+    p.add_argument("--exclude-speakers-of", type=Path, action="append",
+                   help="Speech Commands trees the models were trained on (repeatable; default: the mini set); "
+                   "with the embedder's, experiments/embedder.sh's OUT_DIR/data")
     p.add_argument("--embedder", help="embedding model (default: the shipped one)")
     p.add_argument("--checkpoint", help="clip classifier (default: the shipped commands12 model)")
     p.add_argument("--stream-checkpoint", help="stream model (default: the shipped commands12-stream)")
@@ -90,7 +92,8 @@ def main(argv=None) -> int:
     embedder = Embedder.from_checkpoint(args.embedder)
     clip_rec = Recognizer.from_checkpoint(args.checkpoint, device="cpu")
     stream_rec = Recognizer.from_checkpoint(args.stream_checkpoint, device="cpu", streaming=True)
-    skip = training_speakers(args.exclude_speakers_of if args.exclude_speakers_of.is_dir() else None)
+    roots = args.exclude_speakers_of or [Path("../shared/data/speech_commands_mini")]
+    skip = set().union(*(training_speakers(r if r.is_dir() else None) for r in roots))
     by = collections.defaultdict(list)
     for f in sorted(args.clips.glob("*/*.wav")):
         if not f.parent.name.startswith("_") and speaker(f) not in skip:
@@ -143,9 +146,7 @@ def main(argv=None) -> int:
                     q = 1 / (1 + np.exp(-(z @ spotter.W.T + spotter.b)))
                     merged = merge(talk_rec.probs, stream_rec.checkpoint.labels, q)
                     labels = list(stream_rec.checkpoint.labels) + spotter.names
-                    stream_rec.set_words(spotter)  # the rule a StreamingRecognizer gives the word
-                    config = StreamingRecognizer(stream_rec).config
-                    stream_rec.set_words(None)
+                    config = with_words(stream_rec.checkpoint.streaming, spotter.names)  # a StreamingRecognizer's
                     dets = replay(dataclasses.replace(talk_rec, probs=merged), labels, config)
                     row["read_speech_per_hour"] = sum(d.label == word for d in dets) / hours
             clip_rec.set_words(None)

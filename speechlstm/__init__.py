@@ -15,7 +15,8 @@ from importlib import import_module
 __version__ = "0.1.0"
 _WHERE = {"Recognizer": "infer", "Prediction": "infer", "StreamingRecognizer": "stream", "Detection": "stream",
           "read_audio": "audio", "load_checkpoint": "checkpoint", "SpeechLSTMError": "errors",
-          "AudioError": "errors", "CheckpointError": "errors", "ConfigError": "errors", "DataError": "errors"}
+          "AudioError": "errors", "CheckpointError": "errors", "ConfigError": "errors", "DataError": "errors",
+          "EnrollError": "errors", "WordSpotter": "enroll"}
 __all__ = [*_WHERE, "__version__"]
 
 

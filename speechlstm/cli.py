@@ -411,6 +411,18 @@ def _enroll(args: argparse.Namespace) -> int:
     return 0
 
 
+def _make_embedder(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint, save_checkpoint
+    from .enroll import add_negatives
+
+    skip = [w for w in (args.skip or "").split(",") if w]
+    ckpt = add_negatives(load_checkpoint(args.checkpoint), args.clips, args.talk, words=args.word_clips,
+                         talk=args.talk_windows, skip=skip, seed=args.seed, progress=not args.quiet)
+    save_checkpoint(ckpt, args.out)
+    print(f"{args.out}: {ckpt.enrollment['negatives'].shape[0]} negatives ({'; '.join(ckpt.enrollment['sources'])})")
+    return 0
+
+
 def _download(args: argparse.Namespace) -> int:
     from .download import download
 
@@ -549,6 +561,18 @@ def _args_enroll(en: argparse.ArgumentParser) -> None:
     en.add_argument("--list", action="store_true", help="list the enrolled words")
     en.add_argument("--embedder", help="embedding model (default: the shipped checkpoints/embedder.pt)")
 
+def _args_make_embedder(m: argparse.ArgumentParser) -> None:
+    m.add_argument("checkpoint", help="a trained classifier (recipes/embedder.toml) whose encoder embeds words")
+    m.add_argument("--clips", action="append", required=True, metavar="DIR",
+                   help="word/*.wav folders of other words (repeatable; their validation/testing lists are skipped)")
+    m.add_argument("--talk", required=True, metavar="DIR", help="read speech (*.flac/*.wav under it)")
+    m.add_argument("--skip", help="comma-separated words left out of the negatives (e.g. a benchmark's)")
+    m.add_argument("--word-clips", type=int, default=1000, help="word clips drawn (default 1000)")
+    m.add_argument("--talk-windows", type=int, default=1000, help="1 s windows of read speech (default 1000)")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--out", required=True, help="the embedding model to write (checkpoints/embedder.pt)")
+    m.add_argument("--quiet", action="store_true")
+
 def _args_download(d: argparse.ArgumentParser) -> None:
     d.add_argument("dest", type=Path)
     d.add_argument("--version", default="0.02", choices=["0.01", "0.02"])
@@ -576,6 +600,8 @@ COMMANDS = (  # name, help, its arguments, what it runs
     ("corpus", "force-align a LibriSpeech-layout corpus (PocketSphinx) into word clips", _args_corpus, _corpus),
     ("live", "recognize commands from the microphone (or a recording)", _args_live, _live),
     ("download", "download and extract the Speech Commands dataset", _args_download, _download),
+    ("make-embedder", "store other words' and read speech's embeddings in a checkpoint: an enrolment model",
+     _args_make_embedder, _make_embedder),
     ("enroll", "add your own word from a few recordings (or --remove / --list them)", _args_enroll, _enroll),
 )
 

@@ -55,6 +55,7 @@ def representation(net: torch.nn.Module, clips: torch.Tensor, kind: str) -> torc
         z = net.pool(h)  # (B, 2H)
     elif kind == "meanmax":
         z = torch.cat([h.mean(dim=1), h.amax(dim=1)], dim=-1)  # (B, 4H)
+
     else:
         raise CheckpointError(f"unknown representation {kind!r}: pool or meanmax")
     return torch.nn.functional.normalize(z, dim=-1)
@@ -244,9 +245,9 @@ def enroll(word: str, sources: Sequence[AudioSource], folder: str | os.PathLike,
     if not MIN_CLIPS <= len(sources) <= MAX_CLIPS:
         raise EnrollError(f"give {MIN_CLIPS} to {MAX_CLIPS} recordings of {name!r}, one word each "
                           f"(got {len(sources)}); 5 is a good number")
+    names = [Path(s).name if isinstance(s, (str, os.PathLike)) else f"recording {i}" for i, s in enumerate(sources, 1)]
     clips = []
-    for i, src in enumerate(sources, 1):
-        what = Path(src).name if isinstance(src, (str, os.PathLike)) else f"recording {i}"
+    for what, src in zip(names, sources):
         samples, _ = read_audio(src, embedder.sample_rate, source_rate=sample_rate)
         clip = embedder.window(samples)
         level = 20 * np.log10(float(np.sqrt(np.mean(np.square(clip, dtype=np.float64)))) + 1e-10)
@@ -257,17 +258,15 @@ def enroll(word: str, sources: Sequence[AudioSource], folder: str | os.PathLike,
     clips = np.stack(clips)  # (K, S)
     _too_close_to_commands(name, clips, classifier)
     z = embedder(clips)  # (K, D)
-    _same_word(name, z, [Path(s).name if isinstance(s, (str, os.PathLike)) else f"recording {i}"
-                         for i, s in enumerate(sources, 1)])
-    if words.words:
-        others = WordSpotter(embedder, Words(words.embedder_digest, words.representation,
-                                             {n: w for n, w in words.words.items() if n != name}))
-        if others.names:
-            heard = others.probabilities(clips) > 0.5  # (K, W)
-            j = int(heard.sum(axis=0).argmax())
-            if heard[:, j].mean() > MAX_COMMAND_SHARE:
-                raise EnrollError(f"{name!r} sounds like your word {others.names[j]!r} ({int(heard[:, j].sum())} "
-                                  f"of {len(clips)} recordings heard as it): remove that one first or choose another")
+    _same_word(name, z, names)
+    others = {n: w for n, w in words.words.items() if n != name}
+    if others:
+        spotter = WordSpotter(embedder, Words(words.embedder_digest, words.representation, others))
+        heard = spotter.probabilities(clips) > 0.5  # (K, W)
+        j = int(heard.sum(axis=0).argmax())
+        if heard[:, j].mean() > MAX_COMMAND_SHARE:
+            raise EnrollError(f"{name!r} sounds like your word {spotter.names[j]!r} ({int(heard[:, j].sum())} "
+                              f"of {len(clips)} recordings heard as it): remove that one first or choose another")
     rng = np.random.default_rng(seed)
     negatives = embedder.negatives
     order = rng.permutation(len(negatives))
@@ -300,8 +299,7 @@ def remove(word: str, folder: str | os.PathLike) -> None:
 
 def _too_close_to_commands(name: str, clips: np.ndarray, classifier) -> None:
     """Most clips heard as one command: the word would take that command's place."""
-    probs = classifier.probabilities(clips)  # the classifier alone: (K, L)
-    top = probs.argmax(axis=1)
+    top = classifier.logits(clips).argmax(axis=1)  # the classifier's own labels, not its enrolled words: (K,)
     for j in set(top.tolist()):
         label = classifier.checkpoint.labels[j]
         share = float(np.mean(top == j))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -127,6 +128,11 @@ def gate_detections(detections: list[Detection], segments: SpeechSegments,
     return [d for d in (isolation_verdict(segments, det, config) for det in detections) if d]
 
 
+def with_words(config: StreamConfig, words: Sequence[str]) -> StreamConfig:
+    """The rule with enrolled ``words``: each fires where its head clears its own threshold."""
+    return dataclasses.replace(config, thresholds={**{w: WORD_THRESHOLD for w in words}, **config.thresholds})
+
+
 class StreamingRecognizer:
     """``StreamingRecognizer(rec)`` uses the rule saved in the model's checkpoint
     (``rec.checkpoint.streaming``); keyword arguments override its fields. Passing
@@ -135,9 +141,8 @@ class StreamingRecognizer:
     def __init__(self, recognizer: Recognizer, config: StreamConfig | None = None, *,
                  input_rate: int | None = None, **overrides):
         config = config or recognizer.checkpoint.streaming
-        if recognizer.words is not None:  # an enrolled word fires where its head clears its threshold
-            config = dataclasses.replace(config, thresholds={**{w: WORD_THRESHOLD for w in recognizer.words.names},
-                                                             **config.thresholds})
+        if recognizer.words is not None:
+            config = with_words(config, recognizer.words.names)
         if "threshold" in overrides and "thresholds" not in overrides:  # one threshold for all
             config = config.with_threshold(overrides.pop("threshold"))
         self.config = dataclasses.replace(config, **overrides)

@@ -19,9 +19,10 @@ import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
 from .audio import pad_or_trim, read_audio  # noqa: E402
-from .checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
+from .checkpoint import DEFAULT_CHECKPOINT, DEFAULT_EMBEDDER, WORDS_FILE  # noqa: E402
 from .config import RUNTIME_HELP, RUNTIMES  # noqa: E402
 from .errors import SpeechLSTMError  # noqa: E402
+from .enroll import MAX_CLIPS, MIN_CLIPS, Embedder, WordSpotter, enroll, remove  # noqa: E402
 from .infer import Prediction, Recognizer  # noqa: E402
 from .stream import StreamingRecognizer  # noqa: E402
 
@@ -82,10 +83,13 @@ def model_card(rec: Recognizer, live_rec: Recognizer | None = None) -> str:
     return "\n".join(card)
 
 
-def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS, live_rec: Recognizer | None = None) -> gr.Blocks:
-    """``rec`` answers clips; ``live_rec`` (default: ``rec``) the Live tab's stream."""
+def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS, live_rec: Recognizer | None = None,
+               words_dir: str | os.PathLike | None = None, embedder: Embedder | None = None) -> gr.Blocks:
+    """``rec`` answers clips; ``live_rec`` (default: ``rec``) the Live tab's stream. With
+    ``words_dir`` and ``embedder``, a "Your words" tab enrols words there, and both tabs hear them."""
     live_rec = live_rec or rec
     model_lock = threading.Lock()
+    words_version = [0]  # bumped at each enrolment: live sessions rebuild their streamer
 
     from .plots import clip_figure
 
@@ -141,8 +145,11 @@ def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS, live_rec: Reco
         if chunk is None:
             return gr.skip(), gr.skip(), state
         rate, data = chunk
-        if state is None or state["rate"] != rate:
-            state = {"rate": rate, "streamer": StreamingRecognizer(live_rec, input_rate=rate), "log": []}
+        if state is None or state["rate"] != rate or state["words"] != words_version[0]:
+            with model_lock:
+                streamer = StreamingRecognizer(live_rec, input_rate=rate)
+            state = {"rate": rate, "streamer": streamer, "log": (state or {}).get("log", []),
+                     "words": words_version[0]}
         streamer: StreamingRecognizer = state["streamer"]
         try:
             for d in streamer.push(data):
@@ -188,10 +195,87 @@ def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS, live_rec: Reco
                 state = gr.State(None)
                 mic.stream(live, inputs=[mic, state], outputs=[current, log, state], stream_every=0.5,
                            time_limit=600, api_name=False)
+            if words_dir is not None and embedder is not None:
+                _words_tab(rec, live_rec, Path(words_dir), embedder, model_lock, words_version)
             with gr.Tab("Model"):
                 gr.Markdown(model_card(rec, live_rec))
         gr.api(predict, api_name="predict", queue=False)  # an endpoint, not a tab: outside the tab bar
     return demo
+
+
+def hear_words(folder: str | os.PathLike, embedder: Embedder, *recognizers: Recognizer) -> None:
+    """The recognizers hear the words enrolled in ``folder`` (none: their own labels only)."""
+    spotter = WordSpotter.load(folder, embedder) if (Path(folder) / WORDS_FILE).is_file() else None
+    for r in {id(r): r for r in recognizers}.values():
+        r.set_words(spotter)
+
+
+def _enrolled(rec: Recognizer) -> str:
+    names = rec.words.names if rec.words is not None else []
+    return ("Your words: " + ", ".join(f"**{n}**" for n in names)) if names else "No words of your own yet."
+
+
+def _words_tab(rec: Recognizer, live_rec: Recognizer, folder: Path, embedder: Embedder,
+               model_lock: threading.Lock, words_version: list[int]) -> None:
+    """The "Your words" tab: record a word a few times, enrol it, and both recognizers hear it."""
+
+    def use_words() -> None:  # under model_lock
+        hear_words(folder, embedder, rec, live_rec)
+        words_version[0] += 1
+
+    def take(path: str | None, takes: list[str]):
+        if not path:
+            return gr.skip(), takes
+        takes = [*takes, path][-MAX_CLIPS:]
+        return f"{len(takes)} recording{'s' if len(takes) > 1 else ''}; " + (
+            "record another, or press Enrol." if len(takes) >= MIN_CLIPS else
+            f"record {MIN_CLIPS - len(takes)} more (5 in all is a good number)."), takes
+
+    def add(word: str, takes: list[str]):
+        if not (word or "").strip():
+            raise _rejected("Type the word you are recording first.")
+        with model_lock:
+            t0 = time.perf_counter()
+            try:
+                entry = enroll(word, takes, folder, embedder=embedder, classifier=rec)
+            except SpeechLSTMError as e:
+                raise _rejected(str(e)) from None
+            use_words()
+        return (f"Enrolled **{entry.name}** from {len(takes)} recordings in {time.perf_counter() - t0:.1f} s: "
+                "say it in the Clip or Live tab."), [], _enrolled(rec)
+
+    def drop(word: str):
+        with model_lock:
+            try:
+                remove(word, folder)
+            except SpeechLSTMError as e:
+                raise _rejected(str(e)) from None
+            use_words()
+        return f"Removed **{word.strip().lower()}**.", _enrolled(rec)
+
+    with gr.Tab("Your words"):
+        gr.Markdown(f"Add a word of your own: type it, record it {MIN_CLIPS}-{MAX_CLIPS} times (5 is good), "
+                    f"one word a recording, then press Enrol. Words are kept in `{folder}`.")
+        with gr.Row():
+            with gr.Column():
+                word = gr.Textbox(label="Word", placeholder="e.g. lights", elem_id="word-name")
+                take_audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="One recording",
+                                      elem_id="word-audio")
+                count = gr.Markdown(f"0 recordings; record {MIN_CLIPS} or more.", elem_id="word-count")
+                with gr.Row():
+                    enrol_button = gr.Button("Enrol", variant="primary", elem_id="word-enroll")
+                    remove_button = gr.Button("Remove this word", elem_id="word-remove")
+            with gr.Column():
+                result = gr.Markdown(elem_id="word-result")
+                listing = gr.Markdown(_enrolled(rec), elem_id="word-list")
+        takes = gr.State([])
+        for trigger in (take_audio.stop_recording, take_audio.upload):
+            trigger(take, inputs=[take_audio, takes], outputs=[count, takes], api_name=False)
+        enrol_button.click(add, inputs=[word, takes], outputs=[result, takes, listing], api_name="enroll",
+                           concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY
+                           ).then(lambda: "0 recordings.", outputs=count, api_name=False)
+        remove_button.click(drop, inputs=word, outputs=[result, listing], api_name="remove_word",
+                            concurrency_id="model", concurrency_limit=MODEL_CONCURRENCY)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -203,19 +287,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--share", action="store_true", help="also serve through a public Gradio link")
     p.add_argument("--device", default="auto")
     p.add_argument("--runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
+    p.add_argument("--words", default="words", help="your words folder: the Your words tab enrols into it, "
+                   "and both tabs hear its words (default: words/; speechlstm enroll writes the same)")
+    p.add_argument("--embedder", help=f"embedding model for your words (default: {DEFAULT_EMBEDDER.name})")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(1)  # batch-1 requests gain nothing from a second thread; HTTP work takes that core
     rec = Recognizer.from_checkpoint(args.checkpoint, device=args.device, runtime=args.runtime)
     live_rec = (Recognizer.from_checkpoint(device=args.device, runtime=args.runtime, streaming=True)
                 if args.checkpoint is None else rec)
-    launch(rec, args.host, args.port, share=args.share, live_rec=live_rec)
+    embedder = Embedder.from_checkpoint(args.embedder)
+    launch(rec, args.host, args.port, share=args.share, live_rec=live_rec, words_dir=args.words, embedder=embedder)
 
 
 def launch(rec: Recognizer, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
-           block: bool = True, live_rec: Recognizer | None = None) -> gr.Blocks:
-    """Serve the demo; with ``block=False`` return at once (tests, notebooks)."""
-    demo = build_demo(rec, live_rec=live_rec)
+           block: bool = True, live_rec: Recognizer | None = None, words_dir: str | os.PathLike | None = None,
+           embedder: Embedder | None = None) -> gr.Blocks:
+    """Serve the demo; with ``block=False`` return at once (tests, notebooks). ``words_dir`` and
+    ``embedder``: the Your words tab, and the words already enrolled there heard at once."""
+    if words_dir is not None and embedder is not None:
+        hear_words(words_dir, embedder, rec, live_rec or rec)
+    demo = build_demo(rec, live_rec=live_rec, words_dir=words_dir, embedder=embedder)
     demo.queue(default_concurrency_limit=4, max_size=256)
     demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
                 theme=gr.themes.Default(font=_FONTS, font_mono=["ui-monospace", "monospace"]),

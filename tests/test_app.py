@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, SHIPPED
+from conftest import EXAMPLES, MINI, SHIPPED
 
 pytestmark = pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped checkpoint")
 EXAMPLE_WAVS = sorted(EXAMPLES.glob("*.wav"))
@@ -32,11 +32,17 @@ def server():
     demo.close()
 
 
-@pytest.fixture(scope="module")
-def client(server):
+def _client(server):
     from gradio_client import Client
 
-    return Client(server, verbose=False)
+    # httpx's own 5 s default covers gradio_client's uploads: on a loaded 2-core CI machine fifty at
+    # once can take longer than that to be read, which is a slow machine, not a refused upload
+    return Client(server, verbose=False, httpx_kwargs={"timeout": 120})
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return _client(server)
 
 
 def _label(result) -> str:
@@ -172,12 +178,12 @@ def test_too_long_upload_is_refused_with_a_message(client, tmp_path):
 
 
 def test_fifty_concurrent_users_all_answered_correctly(server):
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     jobs = [EXAMPLE_WAVS[i % len(EXAMPLE_WAVS)] for i in range(50)]
 
     def one(path):
-        return _label(Client(server, verbose=False).predict(handle_file(str(path)), api_name="/classify"))
+        return _label(_client(server).predict(handle_file(str(path)), api_name="/classify"))
 
     with ThreadPoolExecutor(max_workers=50) as pool:
         labels = list(pool.map(one, jobs))
@@ -357,3 +363,87 @@ def test_every_bad_audio_case_gets_an_answer_or_a_message(client, tmp_path):
                 client.predict(handle_file(str(path)), api_name="/classify")
         else:
             assert _label(client.predict(handle_file(str(path)), api_name="/classify")) == expected, name
+
+
+@pytest.fixture()
+def words_server(tmp_path):
+    """A server with the Your words tab over an empty words folder (recognizers of its own)."""
+    from speechlstm import Recognizer
+    from speechlstm.checkpoint import DEFAULT_EMBEDDER
+    from speechlstm.enroll import Embedder
+    from speechlstm.webui import launch
+
+    if not DEFAULT_EMBEDDER.exists():
+        pytest.skip("no shipped embedder")
+    port = _free_port()
+    demo = launch(Recognizer.from_checkpoint(device="cpu"), port=port, block=False,
+                  live_rec=Recognizer.from_checkpoint(device="cpu", streaming=True),
+                  words_dir=tmp_path / "words", embedder=Embedder.from_checkpoint())
+    yield f"http://127.0.0.1:{port}/", tmp_path / "words"
+    demo.close()
+
+
+@needs_browser
+@pytest.mark.skipif(not (MINI / "sheila").is_dir(), reason="needs ../shared (speech_commands_mini)")
+def test_real_browser_records_a_word_enrols_it_and_hears_it(words_server, tmp_path):
+    """Chromium's fake microphone says "sheila" (a word no model here was trained on): five
+    recordings in the Your words tab, Enrol, then the Clip tab labels a recording of it and
+    the Live tab's stream detects it."""
+    import time
+
+    import numpy as np
+    import soundfile as sf
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from speechlstm import read_audio
+    from speechlstm.checkpoint import load_words
+
+    server, folder = words_server
+    said = read_audio(sorted((MINI / "sheila").glob("*.wav"))[0], 16000)[0]
+    mic = tmp_path / "mic.wav"  # the word, then a second of quiet: the device loops it
+    sf.write(mic, np.concatenate([said, np.zeros(16000, np.float32)]), 16000, subtype="PCM_16")
+    driver = _chrome(tmp_path, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                     f"--use-file-for-fake-audio-capture={mic}")
+    try:
+        driver.get(server)
+        wait = WebDriverWait(driver, 60)
+
+        def tab(name):
+            return wait.until(lambda d: [b for b in d.find_elements(By.CSS_SELECTOR, "button[role=tab]")
+                                         if b.text.strip() == name])[0]
+
+        def button(css, text):
+            return wait.until(lambda d: [b for b in d.find_elements(By.CSS_SELECTOR, f"{css} button")
+                                         if b.text.strip() == text and b.is_displayed()])[0]
+
+        tab("Your words").click()
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#word-name textarea, #word-name input").is_displayed())
+        driver.find_element(By.CSS_SELECTOR, "#word-name textarea, #word-name input").send_keys("sheila")
+        for n in range(1, 6):
+            button("#word-audio", "Record").click()
+            time.sleep(2.5)  # a whole period of the looped file: the word once, whole
+            button("#word-audio", "Stop").click()
+            wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#word-count").text.startswith(f"{n} recording"))
+            clear = [b for b in driver.find_elements(By.CSS_SELECTOR, "#word-audio button")
+                     if (b.get_attribute("aria-label") or "").lower() == "clear" and b.is_displayed()]
+            if clear:  # back to the recorder for the next take
+                clear[0].click()
+        driver.find_element(By.CSS_SELECTOR, "#word-enroll").click()
+        WebDriverWait(driver, 120).until(lambda d: "Enrolled" in d.find_element(By.CSS_SELECTOR, "#word-result").text)
+        assert "sheila" in driver.find_element(By.CSS_SELECTOR, "#word-list").text
+        assert sorted(load_words(folder).words) == ["sheila"] and len(load_words(folder).words["sheila"].clips) == 5
+        _screenshot(driver, tmp_path, "words.png")
+        tab("Clip").click()
+        upload = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#clip-audio input[type=file]"))
+        upload.send_keys(str(mic))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#clip-audio audio, #clip-audio .waveform-container"))
+        driver.find_element(By.CSS_SELECTOR, "#recognize").click()
+        WebDriverWait(driver, 60).until(lambda d: "sheila" in d.find_element(By.CSS_SELECTOR, "#info").text)
+        tab("Live").click()  # and the microphone's stream hears it too
+        button("#live-mic", "Record").click()
+        WebDriverWait(driver, 60, poll_frequency=0.5).until(
+            lambda d: "sheila" in d.find_element(By.CSS_SELECTOR, "#live-detections").text.split())
+        _screenshot(driver, tmp_path, "words-live.png")
+    finally:
+        driver.quit()
