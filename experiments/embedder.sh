@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
 # The enrolment embedder (issue 28), checkpoints/embedder.pt: a word classifier over many words
 # whose attention-pooled vector is what an enrolled word's head reads.
-#   bash experiments/embedder.sh MINI MINALI TC5 TALK OUT_DIR
+#   bash experiments/embedder.sh MINI MINALI TALK OUT_DIR TC5 [MORE_WORDS...]
 # MINI: speech_commands_mini; MINALI: Minali24/Identify-Speech-Commands audio/audio (Speech Commands
-# v0.01); TC5: `speechlstm corpus train-clean-5 --words all` output; TALK: train-clean-5 (read speech).
+# v0.01); TALK: train-clean-5 (read speech); TC5: `speechlstm corpus TALK --words all` (its words, and
+# the phone alignments the encoder is pretrained on); MORE_WORDS: other `speechlstm corpus` outputs
+# (here jimbozhang/speechocean762's 250 speakers, laid out as LibriSpeech: experiments/speechocean.py).
 # Never trained on: the benchmark's words (HELD_OUT) and half of MINALI's speakers (CRC-32 of the speaker
 # id odd): benchmarks/enroll.py --exclude-speakers-of OUT_DIR/data leaves every trained speaker out.
 set -euo pipefail
-MINI=$1 MINALI=$2 TC5=$3 TALK=$4 OUT=$5
+MINI=$1 MINALI=$2 TALK=$3 OUT=$4 TC5=$5
+shift 4
 HELD_OUT=${HELD_OUT:-marvin,sheila,house,bird,wow,zero,one,five,eight}
 MIN_TOKENS=${MIN_TOKENS:-25}
 PY=${PY:-python}
 mkdir -p "$OUT"
-$PY - "$MINI" "$MINALI" "$TC5" "$OUT/data" "$HELD_OUT" "$MIN_TOKENS" <<'PYEOF'
+$PY - "$MINI" "$MINALI" "$OUT/data" "$HELD_OUT" "$MIN_TOKENS" "$@" <<'PYEOF'
 import collections, os, shutil, sys, zlib
 from pathlib import Path
-mini, minali, tc5, out = map(Path, sys.argv[1:5])
-held, min_tokens = set(sys.argv[5].split(",")), int(sys.argv[6])
+mini, minali, out = map(Path, sys.argv[1:4])
+held, min_tokens, corpora = set(sys.argv[4].split(",")), int(sys.argv[5]), [Path(a) for a in sys.argv[6:]]
 shutil.rmtree(out, ignore_errors=True)
 out.mkdir(parents=True)
 os.symlink(mini.resolve() / "_background_noise_", out / "_background_noise_")
@@ -35,14 +38,15 @@ for name in ("validation_list.txt", "testing_list.txt"):
 for f in sorted(minali.glob("*/*.wav")):  # v0.01 speakers outside the benchmark's half: training clips
     if f.parent.name not in held and not f.name.startswith("._") and zlib.crc32(f.name.split("_")[0].encode()) % 2 == 0:
         link(f, f.parent.name, f.name)
-tokens = collections.Counter(f.parent.name for f in tc5.glob("*/*.wav"))
-for word, n in tokens.items():  # read words with enough tokens to be a class; never a held-out word
-    if n >= min_tokens and len(word) >= 3 and word not in held and word.isalpha():
-        for f in sorted((tc5 / word).glob("*.wav")):
-            link(f, word, f.name)
+files = [f for c in corpora for f in sorted(c.glob("*/*.wav"))]
+tokens = collections.Counter(f.parent.name for f in files)
+for f in files:  # read words with enough tokens to be a class; never a held-out word
+    word = f.parent.name
+    if tokens[word] >= min_tokens and len(word) >= 3 and word not in held and word.isalpha():
+        link(f, word, f.name)
 print(f"{len(count)} words, {sum(count.values())} clips; fewest {min(count.values())}, most {max(count.values())}")
 PYEOF
 $PY -m speechlstm recipe recipes/embedder.toml --out-dir "$OUT" --var data="$OUT/data" --var talk="$TALK" \
   --var aligned="$TC5"
-$PY -m speechlstm make-embedder "$OUT/embedder-words.pt" --clips "$MINI" --clips "$TC5" --talk "$TALK" \
-  --skip "$HELD_OUT" --out "$OUT/embedder.pt"
+$PY -m speechlstm make-embedder "$OUT/embedder-words.pt" --clips "$MINI" $(printf -- '--clips %s ' "$@") \
+  --talk "$TALK" --skip "$HELD_OUT" --out "$OUT/embedder.pt"

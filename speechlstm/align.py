@@ -79,15 +79,20 @@ def align_utterance(utt: Utterance) -> dict:
     pcm = np.round(np.clip(x, -1, 1) * 32767).astype(np.int16).tobytes()
     dec.process_raw(pcm, full_utt=True)
     dec.end_utt()
+    failed = {"id": key, "speaker": utt.speaker, "words": [], "phones": []}
+    segments = dec.seg()  # None: no path through the transcript fits the audio
     found = [[re.sub(r"\(\d+\)$", "", s.word), s.start_frame * FRAME_MS, (s.end_frame + 1) * FRAME_MS]
-             for s in dec.seg() if not s.word.startswith(("<", "["))]
+             for s in segments or [] if not s.word.startswith(("<", "["))]
     if len(found) != len(words):
-        return {"id": key, "speaker": utt.speaker, "words": [], "phones": []}
+        return failed
     dec.set_alignment()  # phone (and state) alignment within the word alignment just found
     dec.start_utt()
     dec.process_raw(pcm, full_utt=True)
     dec.end_utt()
-    phones = [[p.name, p.start * FRAME_MS, (p.start + p.duration) * FRAME_MS] for p in dec.get_alignment().phones()]
+    alignment = dec.get_alignment()
+    if alignment is None:
+        return failed
+    phones = [[p.name, p.start * FRAME_MS, (p.start + p.duration) * FRAME_MS] for p in alignment.phones()]
     return {"id": key, "speaker": utt.speaker, "words": found, "phones": phones}
 
 
