@@ -6,6 +6,8 @@ For each word and each of ``--speakers`` speakers with at least 5 recordings of 
   fitting, threshold; the time it takes);
 - **other speakers**: the share of other speakers' recordings of the word (one each) that
   the recognizer (``--checkpoint`` + the word) labels as the word;
+- **stream, other speakers**: up to ``--stream-clips`` of those recordings 1.5 s apart in one
+  stream through the streaming recognizer with the word: the share it detects as the word;
 - **same speaker**: each of the 5 in turn is held out, the word enrolled from the other 4,
   and the held-out one recognized (a speaker with 6+ recordings of a word is rare in these sets);
 - **other words**: the share of other words' recordings (other speakers, every other word
@@ -68,6 +70,28 @@ def talk_audio(root: Path, minutes: float, rate: int) -> np.ndarray:
     return np.concatenate(out)[: int(minutes * 60 * rate)]
 
 
+def stream_hits(stream_rec: Recognizer, spotter: WordSpotter, word: str, clips: list[Path]) -> float:
+    """Other speakers' recordings of the word, 1.5 s apart over quiet noise, through a
+    StreamingRecognizer with the word: the share of them it detects as the word."""
+    rate, rng = stream_rec.sample_rate, np.random.default_rng(0)
+    gap = round(1.5 * rate)
+    parts, spans = [], []
+    at = gap
+    for f in clips:
+        x = read_audio(f, rate)[0]
+        parts += [(0.003 * rng.standard_normal(gap)).astype(np.float32), x]
+        spans.append((at / rate * 1000, (at + len(x)) / rate * 1000))
+        at += len(x) + gap
+    parts.append((0.003 * rng.standard_normal(gap)).astype(np.float32))
+    stream_rec.set_words(spotter)
+    try:
+        dets = StreamingRecognizer(stream_rec).push(np.concatenate(parts), last=True)
+    finally:
+        stream_rec.set_words(None)
+    heard = [any(d.label == word and a - 200 <= d.time_ms <= b + 1000 for d in dets) for a, b in spans]
+    return float(np.mean(heard)) if heard else float("nan")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clips", type=Path, required=True, help="word/SPEAKER_nohash_N.wav recordings")
@@ -78,6 +102,7 @@ def main(argv=None) -> int:
     p.add_argument("--speakers", type=int, default=5, help="enrolling speakers a word")
     p.add_argument("--others", type=int, default=100, help="other speakers' recordings a word")
     p.add_argument("--negatives", type=int, default=400, help="other words' recordings an enrolment")
+    p.add_argument("--stream-clips", type=int, default=40, help="other speakers' recordings in a stream")
     p.add_argument("--exclude-speakers-of", type=Path, action="append",
                    help="Speech Commands trees the models were trained on (repeatable; default: the mini set); "
                    "with the embedder's, experiments/embedder.sh's OUT_DIR/data")
@@ -140,7 +165,8 @@ def main(argv=None) -> int:
                 rng.shuffle(negs)
                 fa_words = float(np.mean([p.label == word for p in clip_rec.predict_batch(negs[: args.negatives])]))
                 row = {"word": word, "speaker": spk, "enroll_s": round(seconds, 2), "threshold": entry.threshold,
-                       "other_speakers": hit_other, "other_words": fa_words}
+                       "other_speakers": hit_other, "other_words": fa_words,
+                       "stream_other_speakers": stream_hits(stream_rec, spotter, word, theirs[: args.stream_clips])}
                 if talk is not None:
                     talk_rec, z, hours = talk
                     q = 1 / (1 + np.exp(-(z @ spotter.W.T + spotter.b)))
@@ -167,7 +193,8 @@ def main(argv=None) -> int:
             print(json.dumps(row), file=sys.stderr)
 
     done = [r for r in rows if "refused" not in r]
-    keys = ["same_speaker_4shot", "other_speakers", "other_words", "read_speech_per_hour", "enroll_s"]
+    keys = ["same_speaker_4shot", "other_speakers", "stream_other_speakers", "other_words", "read_speech_per_hour",
+            "enroll_s"]
     summary = {"enrolments": len(done), "refused": len(rows) - len(done),
                **{k: round(statistics.mean(r[k] for r in done), 4) for k in keys if done and k in done[0]},
                "enroll_s_median": statistics.median(r["enroll_s"] for r in done) if done else None}

@@ -104,6 +104,10 @@ def test_bad_enrolments_say_what_to_do(tmp_path, embedder, rec, clips):
     silence = tmp_path / "silence.wav"
     sf.write(silence, np.zeros(SR, np.float32), SR)
     bad(WORD, [*clips[:3], silence], "no speech heard")
+    far = tmp_path / "far.wav"  # the word at -46 dBFS, the others near -25: said far from the microphone
+    x = read_audio(clips[4], SR)[0]
+    sf.write(far, x * 10 ** (-46 / 20) / np.sqrt(np.mean(x**2)), SR)
+    bad(WORD, [*clips[:4], far], "dB quieter than your other recordings")
     bad("stop", clips[:5], "already one of the model's labels")
     bad("my word!", clips[:5], "cannot name a word")
     stops = sorted((MINI / "stop").glob("*.wav"))[:5]
