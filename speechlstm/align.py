@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .audio import read_audio
 from .config import DEFAULT_FEATURES
-from .corpus import Utterance, librispeech_utterances
+from .corpus import Utterance, read_utterances
 from .labels import COMMANDS10
 from .errors import DataError
 
@@ -68,7 +68,7 @@ def align_utterance(utt: Utterance) -> dict:
     as PocketSphinx spells it, SIL for pauses) or, for a transcript with words outside
     the dictionary, {"id", "oov": [...]}."""
     dec = _get_decoder()
-    key = utt.path.name.split(".")[0]
+    key = utt.key
     words = [w.lower() for w in re.findall(r"[A-Za-z']+", utt.text)]
     oov = sorted({w for w in words if dec.lookup_word(w) is None})
     if oov:
@@ -112,7 +112,7 @@ def align_corpus(root: str | os.PathLike, out: str | os.PathLike, words: str = "
     "write", ...), so that the folders can serve as other words (_unknown_) as they are."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    utts = librispeech_utterances(root)
+    utts = read_utterances(root)
     cache_path = out / "alignments.jsonl"
     done: dict[str, dict] = {}
     if cache_path.is_file():
@@ -122,7 +122,7 @@ def align_corpus(root: str | os.PathLike, out: str | os.PathLike, words: str = "
                 if "oov" in row or "phones" in row:  # rows of older versions (words only) are aligned again
                     done[row["id"]] = row
     report = AlignReport(utterances=len(utts))
-    todo = [u for u in utts if u.path.name.split(".")[0] not in done]
+    todo = [u for u in utts if u.key not in done]
     report.cached = len(utts) - len(todo)
     with cache_path.open("a") as cache, ProcessPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
         for row in tqdm(pool.map(align_utterance, todo, chunksize=4), total=len(todo), desc="aligning",
@@ -131,7 +131,7 @@ def align_corpus(root: str | os.PathLike, out: str | os.PathLike, words: str = "
             cache.flush()
             done[row["id"]] = row
             report.aligned += 1
-    by_id = {u.path.name.split(".")[0]: u for u in utts}
+    by_id = {u.key: u for u in utts}
     wanted = _words_wanted(words)
     rows = []
     for key, row in tqdm(sorted(done.items()), desc="writing clips", unit="utt", disable=not progress):

@@ -138,6 +138,12 @@ def read_audio(
     return np.ascontiguousarray(mono, dtype=np.float32), rate
 
 
+def wav_files(folder: str | os.PathLike) -> list[Path]:
+    """The ``.wav`` files of a folder, sorted, without hidden ones: macOS copies leave a
+    ``._NAME.wav`` (AppleDouble metadata, not audio) beside every file."""
+    return sorted(f for f in Path(folder).glob("*.wav") if not f.name.startswith("."))
+
+
 def pad_or_trim(samples: np.ndarray, length: int) -> np.ndarray:
     """Centre-pad with zeros or centre-crop to exactly ``length`` samples."""
     n = samples.shape[-1]

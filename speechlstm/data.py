@@ -20,7 +20,7 @@ from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 from .config import DEFAULT_FEATURES, default_cache_dir
-from .audio import pad_or_trim, read_audio
+from .audio import pad_or_trim, read_audio, wav_files
 from .errors import AudioError, ConfigError, DataError
 from .labels import COMMANDS10, SILENCE, UNKNOWN
 
@@ -86,13 +86,13 @@ class SpeechCommandsIndex:
             split_of, source = None, "hash"
         clips = []
         for d in word_dirs:
-            for f in sorted(d.glob("*.wav")):
+            for f in wav_files(d):
                 rel = f"{d.name}/{f.name}"
                 split = split_of.get(rel, "train") if split_of is not None else hash_split(rel)
                 clips.append(Clip(rel, d.name, split))
         if not clips:
             raise DataError(f"{root}: word folders hold no .wav files")
-        noise = sorted((root / NOISE_DIR).glob("*.wav")) if (root / NOISE_DIR).is_dir() else []
+        noise = wav_files(root / NOISE_DIR) if (root / NOISE_DIR).is_dir() else []
         return cls(root, clips, noise, source)
 
     def add_training_dir(self, root: str | os.PathLike, same_dataset: bool = False) -> int:
@@ -108,7 +108,7 @@ class SpeechCommandsIndex:
             raise DataError(f"{root}: not a directory")
         found = [Clip(str(f), d.name, "train", synthetic=not same_dataset)
                  for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
-                 for f in sorted(d.glob("*.wav"))
+                 for f in wav_files(d)
                  if not (same_dataset and hash_split(f"{d.name}/{f.name}") == "test")]
         if not found:
             raise DataError(f"{root}: no word folders with .wav files" + (" of training speakers" if same_dataset

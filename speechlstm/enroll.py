@@ -28,7 +28,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .audio import AudioSource, pad_or_trim, read_audio, resample, speech_window
+from .audio import AudioSource, pad_or_trim, read_audio, resample, speech_window, wav_files
 from .checkpoint import (DEFAULT_EMBEDDER, Checkpoint, EnrolledWord, Words, load_checkpoint, load_words, save_words,
                          weights_digest)
 from .errors import CheckpointError, EnrollError
@@ -161,8 +161,8 @@ def add_negatives(checkpoint: Checkpoint, word_dirs: Sequence[str | os.PathLike]
     for d in map(Path, word_dirs):  # training clips only: none of the dataset's validation or testing lists
         listed = {line for name in ("validation_list.txt", "testing_list.txt") if (d / name).is_file()
                   for line in (d / name).read_text().split()}
-        files += [f for f in sorted(d.glob("*/*.wav")) if not f.parent.name.startswith("_")
-                  and f.parent.name not in set(skip) and f"{f.parent.name}/{f.name}" not in listed]
+        files += [f for w in sorted(d.iterdir()) if w.is_dir() and not w.name.startswith(("_", "."))
+                  and w.name not in set(skip) for f in wav_files(w) if f"{w.name}/{f.name}" not in listed]
     talk_files = sorted(p for p in Path(talk_dir).rglob("*") if p.suffix in (".flac", ".wav"))
     if not files or not talk_files:
         raise EnrollError(f"negatives need word clips in {', '.join(map(str, word_dirs))} and read speech in "

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from .audio import wav_files
 from .data import SpeechCommandsIndex
 from .labels import SILENCE, UNKNOWN
 from .errors import AudioError, DataError
@@ -42,7 +43,7 @@ def find_items(data: str | os.PathLike, split: str = "test") -> Items:
     if (data / SILENCE).is_dir() or (data / UNKNOWN).is_dir():
         paths, labels = [], []
         for d in sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            for f in sorted(d.glob("*.wav")):
+            for f in wav_files(d):
                 paths.append(f)
                 labels.append(d.name)
         return Items("canonical", paths, labels)

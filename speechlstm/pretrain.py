@@ -33,7 +33,7 @@ from .audio import read_audio
 from .augment import AugmentConfig, Augmenter
 from .checkpoint import ENCODER_PREFIXES, Encoder, save_encoder
 from .config import FeatureConfig, ModelConfig, from_dict, to_dict
-from .corpus import librispeech_utterances
+from .corpus import read_utterances
 from .errors import ConfigError, DataError
 from .loop import Distributed, OptimConfig, Step, fit, place
 from .model import KeywordBiLSTM, count_parameters
@@ -96,7 +96,7 @@ class PhoneCorpus:
                 rows[row["id"]] = row
         if not rows:
             raise DataError(f"{path}: no phone alignments (rerun `speechlstm corpus` with this version)")
-        utts = [u for u in librispeech_utterances(corpus) if u.path.name.split(".")[0] in rows]
+        utts = [u for u in read_utterances(corpus) if u.key in rows]
         if not utts:
             raise DataError(f"{corpus}: none of the aligned utterances of {path} is there")
         index = {p: i for i, p in enumerate(PHONES)}
@@ -104,7 +104,7 @@ class PhoneCorpus:
         def one(utt):
             x, _ = read_audio(utt.path, sample_rate)
             labels = np.zeros(math.ceil(len(x) / sample_rate * 1000 / LABEL_MS), dtype=np.int64)  # SIL
-            for name, start_ms, end_ms in rows[utt.path.name.split(".")[0]]["phones"]:
+            for name, start_ms, end_ms in rows[utt.key]["phones"]:
                 labels[int(start_ms / LABEL_MS) : int(end_ms / LABEL_MS)] = index.get(name, 0)
             return np.round(x * 32767).astype(np.int16), labels
 

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .audio import read_audio, speech_bounds
 from .config import DEFAULT_FEATURES
-from .corpus import librispeech_utterances
+from .corpus import read_utterances
 from .data import SpeechCommandsIndex
 from .labels import COMMANDS10, UNKNOWN
 from .errors import DataError
@@ -45,7 +45,7 @@ class _Talk:
     """Read speech, utterance after utterance, handed out in pieces (seeded order)."""
 
     def __init__(self, talk_dir: str | os.PathLike, half: str, rng: np.random.Generator, with_commands: bool):
-        self.utterances = librispeech_utterances(talk_dir, half, () if with_commands else COMMANDS10)
+        self.utterances = read_utterances(talk_dir, half, () if with_commands else COMMANDS10)
         self.order = rng.permutation(len(self.utterances))
         self.rng, self.next, self.buffer = rng, 0, np.zeros(0, np.float32)
 

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .audio import read_audio
-from .corpus import librispeech_utterances
+from .corpus import read_utterances
 from .errors import ConfigError
 from .labels import COMMANDS10, UNKNOWN
 
@@ -41,7 +41,7 @@ def load_talk(root: str | os.PathLike, sample_rate: int, max_minutes: float | No
               progress: bool = True) -> np.ndarray:
     """Read speech whose transcript holds none of the ten commands, as one int16
     array (utterances back to back), at most ``max_minutes``."""
-    utts = librispeech_utterances(root, without_words=COMMANDS10)
+    utts = read_utterances(root, without_words=COMMANDS10)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         parts, total = [], 0
         for x, _ in tqdm(pool.map(lambda u: read_audio(u.path, sample_rate), utts), total=len(utts),

@@ -50,9 +50,9 @@ def test_corpus_command_aligns_words_into_clips_and_caches(tmp_path):
 
 def test_word_order_and_timing_follow_the_transcript(tmp_path):
     from speechlstm.align import align_utterance
-    from speechlstm.corpus import librispeech_utterances
+    from speechlstm.corpus import read_utterances
 
-    utt = next(u for u in librispeech_utterances(LIBRISPEECH_SAMPLE) if u.path.name.startswith("19-198-0004"))
+    utt = next(u for u in read_utterances(LIBRISPEECH_SAMPLE) if u.path.name.startswith("19-198-0004"))
     row = align_utterance(utt)
     words = [w for w, _, _ in row["words"]]
     assert " ".join(words).upper() == " ".join(utt.text.split())

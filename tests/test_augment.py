@@ -143,10 +143,12 @@ def test_more_data_joins_the_dataset_without_testing_speakers(tmp_path):
         (more / word).mkdir(parents=True)
         for spk in ("00000001", "00000002", "00000003"):  # 00000002: the hash rule's testing split
             sf.write(more / word / f"{spk}_nohash_0.wav", word_tone(word, spk), SR, subtype="PCM_16")
+            (more / word / f"._{spk}_nohash_0.wav").write_bytes(b"\x00\x05\x16\x07" + bytes(4092))  # macOS metadata
     plain = SpeechCommands(root, progress=False)
     ds = SpeechCommands(root, more_dirs=(more,), progress=False)
     added = {c.rel for c in ds.index.clips if c.rel.startswith(str(more.resolve()))}
-    assert len(added) == 4 and not any("00000002" in r for r in added)
+    assert len(added) == 4 and not any("00000002" in r or "/._" in r for r in added)
+    assert ds.skipped == []  # the ._ files are not audio, and not tried as audio
     assert not any(c.synthetic for c in ds.index.clips)  # the dataset's own kind of clip
     bird = {ds.cache.rows[r] for r in added if "/bird/" in r}
     yes = {ds.cache.rows[r] for r in added if "/yes/" in r}

@@ -8,7 +8,7 @@ from conftest import LIBRISPEECH_SAMPLE, SR, make_fake_dataset, make_fake_libris
 from speechlstm.audio import read_audio, speech_bounds
 from speechlstm.loop import OptimConfig
 from speechlstm.train import TrainConfig
-from speechlstm.corpus import librispeech_utterances, speaker_half, transcript_words
+from speechlstm.corpus import read_utterances, speaker_half, transcript_words
 from speechlstm.errors import ConfigError, DataError
 from speechlstm.stream_make import make_stream
 from speechlstm.windows import StreamWindows, WindowConfig, load_talk
@@ -33,7 +33,7 @@ def _batch(n=64):
 
 def test_talk_rows_are_read_speech_labelled_unknown(tmp_path):
     corpus = make_fake_librispeech(tmp_path / "ls")
-    n_utts = len(librispeech_utterances(corpus))
+    n_utts = len(read_utterances(corpus))
     assert n_utts == 12 and len(load_talk(corpus, SR, progress=False)) == 8 * 4 * SR  # "no" utterances left out
     talk = np.arange(1, 30_001, dtype=np.int16)  # a ramp: a crop tells where it starts and its gain
     wave, y = _batch(64)
@@ -75,23 +75,23 @@ def test_training_with_talk_runs_end_to_end(tmp_path):
 
 def test_corpus_halves_split_the_speakers(tmp_path):
     corpus = make_fake_librispeech(tmp_path / "ls", speakers=tuple(str(s) for s in range(100, 130)))
-    val = librispeech_utterances(corpus, "validation")
-    test = librispeech_utterances(corpus, "test")
+    val = read_utterances(corpus, "validation")
+    test = read_utterances(corpus, "test")
     assert {u.speaker for u in val}.isdisjoint({u.speaker for u in test})
     assert len(val) + len(test) == 90 and val and test
     assert all(speaker_half(u.speaker) == "validation" for u in val)
     with pytest.raises(DataError):
-        librispeech_utterances(tmp_path / "sc-missing")
-    quiet = librispeech_utterances(corpus, without_words=("no", "stop"))  # "HE SAID NO TO THEM" goes
+        read_utterances(tmp_path / "sc-missing")
+    quiet = read_utterances(corpus, without_words=("no", "stop"))  # "HE SAID NO TO THEM" goes
     assert len(quiet) == 60 and not any("NO" in u.text.split() for u in quiet)
     assert transcript_words("Don't say NO, sir.") == {"DON'T", "SAY", "NO", "SIR"}
     with pytest.raises(DataError, match="without the words A, NO, THE"):
-        librispeech_utterances(corpus, "test", without_words=("no", "the", "a"))
+        read_utterances(corpus, "test", without_words=("no", "the", "a"))
 
 
 @needs(LIBRISPEECH_SAMPLE)
 def test_the_real_librispeech_sample_reads():
-    utts = librispeech_utterances(LIBRISPEECH_SAMPLE)
+    utts = read_utterances(LIBRISPEECH_SAMPLE)
     assert len(utts) == 8 and {u.speaker for u in utts} == {"19", "32"}
     assert any(" RIGHT " in f" {u.text} " for u in utts)
 
@@ -128,7 +128,7 @@ def test_talk_streams_are_command_free_unless_asked(tmp_path):
     # "no" must not be in it (each speaker's second utterance says one)
     corpus = make_fake_librispeech(tmp_path / "ls")
     said, plain = [], []
-    for u in librispeech_utterances(corpus):
+    for u in read_utterances(corpus):
         x, _ = read_audio(u.path, SR)
         (said if "NO" in u.text.split() else plain).append(0.5 * x[: SR // 2])  # talk_volume 0.5, exact
     for with_commands in (False, True):
