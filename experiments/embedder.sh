@@ -5,7 +5,7 @@
 # MINI: speech_commands_mini; MINALI: Minali24/Identify-Speech-Commands audio/audio (Speech Commands
 # v0.01); TALK: train-clean-5 (read speech); TC5: `speechlstm corpus TALK --words all` (its words, and
 # the phone alignments the encoder is pretrained on); MORE_WORDS: other `speechlstm corpus` outputs
-# (here jimbozhang/speechocean762's 250 speakers, laid out as LibriSpeech: experiments/speechocean.py).
+# (here jimbozhang/speechocean762's 250 speakers: `speechlstm corpus` reads its Kaldi data dirs).
 # Never trained on: the benchmark's words (HELD_OUT) and half of MINALI's speakers (CRC-32 of the speaker
 # id odd): benchmarks/enroll.py --exclude-speakers-of OUT_DIR/data leaves every trained speaker out.
 set -euo pipefail
