@@ -90,22 +90,49 @@ def _args_recipe(r: argparse.ArgumentParser) -> None:
     _args_run(r, "config for every stage, e.g. train.optim.epochs=1")
 
 
+def _variables(items: list[str] | None) -> dict[str, str]:
+    """--var NAME=PATH ... -> {NAME: PATH}."""
+    variables = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SpeechLSTMError(f"--var {item!r}: expected NAME=PATH")
+        variables[name] = value
+    return variables
+
+
 def _recipe(args: argparse.Namespace) -> int:
     from .recipes import Runner, load_recipe, parse_assignments
 
     if args.max_steps is not None and args.max_steps <= 0:
         raise SpeechLSTMError("--max-steps must be positive")
-    variables = {}
-    for item in args.var or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise SpeechLSTMError(f"--var {item!r}: expected NAME=PATH")
-        variables[name] = value
-    recipe = load_recipe(args.recipe, variables, parse_assignments(args.set, "--set"))
+    recipe = load_recipe(args.recipe, _variables(args.var), parse_assignments(args.set, "--set"))
     done = Runner(recipe, args.out_dir, device=args.device, progress=not args.quiet, max_steps=args.max_steps,
                   log=lambda m: print(m, file=sys.stderr, flush=True)).run(args.only)
     for name, files in done.items():
         print(f"{name}: {', '.join(map(str, files))}")
+    return 0
+
+
+def _args_cv(c: argparse.ArgumentParser) -> None:
+    c.add_argument("recipe", type=Path, help="a recipe file, e.g. recipes/commands12.toml")
+    c.add_argument("--folds", type=int, default=5, help="speaker folds (default 5)")
+    c.add_argument("--out-dir", required=True, type=Path, help="fold-K/ per fold, and cv.json")
+    c.add_argument("--var", action="append", metavar="NAME=PATH", help="an input of the recipe's [vars]")
+    _args_run(c, "config for every stage, e.g. train.optim.epochs=30")
+
+
+def _cv(args: argparse.Namespace) -> int:
+    from .cv import cross_validate
+    from .recipes import parse_assignments
+
+    result = cross_validate(args.recipe, args.out_dir, args.folds, variables=_variables(args.var),
+                            overrides=parse_assignments(args.set, "--set"), device=args.device,
+                            progress=not args.quiet, max_steps=args.max_steps,
+                            log=lambda m: print(m, file=sys.stderr, flush=True))
+    for key, s in result["summary"].items():
+        print(f"{key}: {s['mean']:.4f} +- {s['sd']:.4f} (min {s['min']:.4f}, max {s['max']:.4f}, {s['n']} runs)")
+    print(f"-> {args.out_dir / 'cv.json'}")
     return 0
 
 
@@ -585,6 +612,7 @@ COMMANDS = (  # name, help, its arguments, what it runs
     ("train", "train a model on a Speech Commands directory (one run; a whole recipe: `recipe`)", _args_train,
      _train),
     ("recipe", "run a recipe file (recipes/*.toml): every stage that makes a model", _args_recipe, _recipe),
+    ("cv", "speaker k-fold cross-validation of a recipe: validation figures over every dev speaker", _args_cv, _cv),
     ("pretrain", "phonetic pretraining of the encoder on force-aligned read speech", _args_pretrain, _pretrain),
     ("synth", "render synthetic training speech with offline TTS engines", _args_synth, _synth),
     ("predict", "recognize the command in audio files", _args_predict, _predict),

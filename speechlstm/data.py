@@ -10,7 +10,7 @@ import math
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -34,6 +34,11 @@ _MAX_WAVS_PER_CLASS = 2**27 - 1  # from the dataset's README
 def speaker_id(filename: str) -> str:
     """'yes/0a7c2a8d_nohash_1.wav' -> '0a7c2a8d' (everything before _nohash_)."""
     return re.sub(r"_nohash_.*$", "", os.path.basename(filename))
+
+
+def speaker_fold(filename: str, folds: int) -> int:
+    """The cross-validation fold of a clip's speaker: a stable hash, as the dataset's own rule."""
+    return int(hashlib.sha1(("fold:" + speaker_id(filename)).encode("utf-8")).hexdigest(), 16) % folds
 
 
 def hash_split(filename: str, validation_pct: float = 10.0, testing_pct: float = 10.0) -> str:
@@ -94,6 +99,14 @@ class SpeechCommandsIndex:
             raise DataError(f"{root}: word folders hold no .wav files")
         noise = wav_files(root / NOISE_DIR) if (root / NOISE_DIR).is_dir() else []
         return cls(root, clips, noise, source)
+
+    def with_folds(self, folds: int, fold: int) -> None:
+        """Speaker k-fold cross-validation: every real training or validation clip (the dataset's
+        and --more-data's) goes to validation when its speaker falls in ``fold``, else to training.
+        The testing split and extra (synthetic) clips keep theirs."""
+        self.clips = [c if c.synthetic or c.split == "test" else
+                      replace(c, split="validation" if speaker_fold(c.rel, folds) == fold else "train")
+                      for c in self.clips]
 
     def add_training_dir(self, root: str | os.PathLike, same_dataset: bool = False) -> int:
         """Add every ``word/*.wav`` under ``root`` as training clips. Returns how many were added.
@@ -213,10 +226,17 @@ class SamplingConfig:
     # own beside the dataset's unknown_ratio (e.g. force-aligned read speech, wake words). (Pooling them with
     # the dataset's own other words, which they then outnumber, was measured and not kept: model card.)
 
+    folds: int = 0  # > 1: speaker k-fold cross-validation over the dataset's training and validation
+    # speakers (its testing split and extra data untouched); this run validates on fold ``fold``
+    fold: int = 0
+
     def __post_init__(self) -> None:
         for name in ("silence_ratio", "unknown_ratio", "synth_ratio", "extra_unknown_ratio"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.folds == 1 or self.folds < 0 or (self.folds and not 0 <= self.fold < self.folds):
+            raise ConfigError(f"folds must be 0 (the dataset's lists) or >= 2, with 0 <= fold < folds; got "
+                              f"folds={self.folds}, fold={self.fold}")
 
 
 
@@ -246,6 +266,8 @@ class SpeechCommands:
             self.index.add_training_dir(extra)
         for more in more_dirs:
             self.index.add_training_dir(more, same_dataset=True)
+        if sampling.folds:
+            self.index.with_folds(sampling.folds, sampling.fold)
         self.clip_samples = clip_samples
         self.cache = ClipCache.build(self.index, sample_rate, clip_samples, cache_dir, progress)
         self.noise = [read_audio(p, sample_rate)[0] for p in self.index.noise_files]

@@ -105,7 +105,8 @@ def test_recipe_errors_are_clear(tmp_path):
 def test_the_shipped_recipes_describe_the_shipped_models():
     """Each shipped checkpoint was made with its recipe's settings (the last training stage's)."""
     for recipe_name, model_name, stage in (("commands12", "commands12.pt", "commands12"),
-                                           ("commands12-stream", "commands12-stream.pt", "finetune")):
+                                           ("commands12-stream", "commands12-stream.pt", "finetune"),
+                                           ("embedder", "embedder.pt", "embedder-words")):
         recipe = load_recipe(ROOT / "recipes" / f"{recipe_name}.toml")
         shipped = load_checkpoint(ROOT / "checkpoints" / model_name)
         seed = TrainConfig.from_dict(shipped.train).optim.seed  # a stage of several seeds: the one kept

@@ -1,0 +1,86 @@
+"""Speaker k-fold cross-validation: the folds, and a recipe run over them."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import make_fake_dataset
+from speechlstm.checkpoint import load_checkpoint
+from speechlstm.cv import cross_validate, summarize
+from speechlstm.data import SamplingConfig, SpeechCommands, SpeechCommandsIndex, speaker_id
+from speechlstm.errors import ConfigError
+from speechlstm.train import TrainConfig
+
+TINY = """
+[vars]
+data = "DATA"
+[defaults.model]
+hidden_size = 8
+conv_channels = 8
+[defaults.train.optim]
+epochs = 1
+batch_size = 8
+
+[[stage]]
+name = "model"
+data_dir = "{data}"
+"""
+
+
+def test_every_dev_speaker_is_validated_in_exactly_one_fold_and_test_stays(tmp_path):
+    root = make_fake_dataset(tmp_path / "sc", speakers=10)
+    plain = SpeechCommandsIndex.scan(root)
+    test = {c.rel for c in plain.clips if c.split == "test"}
+    seen = {}
+    for k in range(3):
+        index = SpeechCommandsIndex.scan(root)
+        index.with_folds(3, k)
+        assert {c.rel for c in index.clips if c.split == "test"} == test
+        val = {speaker_id(c.rel) for c in index.clips if c.split == "validation"}
+        train = {speaker_id(c.rel) for c in index.clips if c.split == "train"}
+        assert val and train and not val & train  # speakers never cross
+        for s in val:
+            assert s not in seen, (s, seen[s], k)
+            seen[s] = k
+    assert set(seen) == {speaker_id(c.rel) for c in plain.clips if c.rel not in test}
+
+
+def test_folds_are_checked_and_reach_the_splits(tmp_path):
+    for bad in ({"folds": 1}, {"folds": 3, "fold": 3}, {"folds": -2}, {"folds": 2, "fold": -1}):
+        with pytest.raises(ConfigError, match="folds"):
+            SamplingConfig(**bad)
+    root = make_fake_dataset(tmp_path / "sc", speakers=10)
+    ds = [SpeechCommands(root, sampling=SamplingConfig(folds=2, fold=k), progress=False) for k in (0, 1)]
+    sizes = [len(d._known["validation"][0]) for d in ds]
+    assert sum(sizes) == len(ds[0]._known["validation"][0]) + len(ds[0]._known["train"][0])
+
+
+def test_summary_is_the_mean_spread_and_range():
+    s = summarize([{"val_acc": 0.9, "best_epoch": 3}, {"val_acc": 0.8, "best_epoch": 5}])
+    assert s["val_acc"] == {"mean": 0.85, "sd": 0.0707, "min": 0.8, "max": 0.9, "n": 2}
+    assert s["best_epoch"]["mean"] == 4.0 and "val_unknown_recall" not in s
+
+
+def test_cross_validate_runs_the_recipe_once_a_fold_and_resumes(tmp_path):
+    root = make_fake_dataset(tmp_path / "sc", speakers=10)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(TINY.replace("DATA", str(root)))
+    logs = []
+    result = cross_validate(recipe, tmp_path / "cv", folds=2, device="cpu", progress=False, max_steps=2,
+                            log=logs.append)
+    assert [r["fold"] for r in result["rows"]] == [0, 1]
+    for r in result["rows"]:
+        sampling = TrainConfig.from_dict(load_checkpoint(r["file"]).train).sampling
+        assert (sampling.folds, sampling.fold) == (2, r["fold"])  # each checkpoint says which fold it held out
+    assert json.loads((tmp_path / "cv" / "cv.json").read_text())["summary"] == result["summary"]
+    assert 0.0 <= result["summary"]["val_acc"]["mean"] <= 1.0
+    again = subprocess.run([sys.executable, "-m", "speechlstm", "cv", str(recipe), "--folds", "2", "--out-dir",
+                            str(tmp_path / "cv"), "--device", "cpu", "--max-steps", "2", "--quiet"],
+                           capture_output=True, text=True, timeout=300, check=False)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("is done (same settings); skipped") == 2  # both folds were done
+    assert again.stdout.startswith("val_acc: ")
+    with pytest.raises(ConfigError, match="at least 2 folds"):
+        cross_validate(recipe, tmp_path / "cv1", folds=1)
