@@ -59,6 +59,7 @@ class Clip:
     word: str
     split: str
     synthetic: bool = False  # from an extra (e.g. TTS) directory: training only
+    more: bool = False  # more clips of the same dataset (--more-data): training only
 
 
 @dataclass
@@ -101,12 +102,15 @@ class SpeechCommandsIndex:
         return cls(root, clips, noise, source)
 
     def with_folds(self, folds: int, fold: int) -> None:
-        """Speaker k-fold cross-validation: every real training or validation clip (the dataset's
-        and --more-data's) goes to validation when its speaker falls in ``fold``, else to training.
-        The testing split and extra (synthetic) clips keep theirs."""
+        """Speaker k-fold cross-validation: each of the dataset's training or validation clips
+        goes to validation when its speaker falls in ``fold``, else to training. --more-data
+        clips stay training clips, but not those of a held-out speaker (so that runs with and
+        without them validate on the same clips, and no speaker crosses). The testing split
+        and extra (synthetic) clips keep theirs."""
+        held_out = [speaker_fold(c.rel, folds) == fold for c in self.clips]
         self.clips = [c if c.synthetic or c.split == "test" else
-                      replace(c, split="validation" if speaker_fold(c.rel, folds) == fold else "train")
-                      for c in self.clips]
+                      replace(c, split="validation" if out else "train")
+                      for c, out in zip(self.clips, held_out) if not (c.more and out)]
 
     def add_training_dir(self, root: str | os.PathLike, same_dataset: bool = False) -> int:
         """Add every ``word/*.wav`` under ``root`` as training clips. Returns how many were added.
@@ -119,7 +123,7 @@ class SpeechCommandsIndex:
         root = Path(root).resolve()
         if not root.is_dir():
             raise DataError(f"{root}: not a directory")
-        found = [Clip(str(f), d.name, "train", synthetic=not same_dataset)
+        found = [Clip(str(f), d.name, "train", synthetic=not same_dataset, more=same_dataset)
                  for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
                  for f in wav_files(d)
                  if not (same_dataset and hash_split(f"{d.name}/{f.name}") == "test")]
@@ -227,7 +231,8 @@ class SamplingConfig:
     # the dataset's own other words, which they then outnumber, was measured and not kept: model card.)
 
     folds: int = 0  # > 1: speaker k-fold cross-validation over the dataset's training and validation
-    # speakers (its testing split and extra data untouched); this run validates on fold ``fold``
+    # speakers (its testing split and extra data untouched; SpeechCommandsIndex.with_folds); this run
+    # validates on fold ``fold``
     fold: int = 0
 
     def __post_init__(self) -> None:

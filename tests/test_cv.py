@@ -9,7 +9,7 @@ import pytest
 from conftest import make_fake_dataset
 from speechlstm.checkpoint import load_checkpoint
 from speechlstm.cv import cross_validate, summarize
-from speechlstm.data import SamplingConfig, SpeechCommands, SpeechCommandsIndex, speaker_id
+from speechlstm.data import SamplingConfig, SpeechCommands, SpeechCommandsIndex, hash_split, speaker_fold, speaker_id
 from speechlstm.errors import ConfigError
 from speechlstm.train import TrainConfig
 
@@ -84,3 +84,26 @@ def test_cross_validate_runs_the_recipe_once_a_fold_and_resumes(tmp_path):
     assert again.stdout.startswith("val_acc: ")
     with pytest.raises(ConfigError, match="at least 2 folds"):
         cross_validate(recipe, tmp_path / "cv1", folds=1)
+
+
+def test_more_data_trains_in_every_fold_but_never_as_a_held_out_speaker(tmp_path):
+    import soundfile as sf
+
+    from conftest import SR, word_tone
+
+    root = make_fake_dataset(tmp_path / "sc", speakers=10)
+    more = tmp_path / "more"
+    (more / "yes").mkdir(parents=True)
+    speakers = [f"{i:08x}" for i in range(1, 40) if hash_split(f"yes/{i:08x}_nohash_0.wav") != "test"]
+    for spk in speakers:
+        sf.write(more / "yes" / f"{spk}_nohash_0.wav", word_tone("yes", spk), SR, subtype="PCM_16")
+    for k in range(2):
+        plain, index = SpeechCommandsIndex.scan(root), SpeechCommandsIndex.scan(root)
+        plain.with_folds(2, k)
+        index.add_training_dir(more, same_dataset=True)
+        index.with_folds(2, k)
+        val = [c.rel for c in index.clips if c.split == "validation"]
+        assert val == [c.rel for c in plain.clips if c.split == "validation"]  # the same clips with or without
+        added = {speaker_id(c.rel) for c in index.clips if c.more}
+        assert added and added == {s for s in speakers if speaker_fold(s + "_nohash_0.wav", 2) != k}
+        assert all(c.split == "train" for c in index.clips if c.more)
