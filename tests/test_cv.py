@@ -12,21 +12,7 @@ from speechlstm.cv import cross_validate, summarize
 from speechlstm.data import SamplingConfig, SpeechCommands, SpeechCommandsIndex, hash_split, speaker_fold, speaker_id
 from speechlstm.errors import ConfigError
 from speechlstm.train import TrainConfig
-
-TINY = """
-[vars]
-data = "DATA"
-[defaults.model]
-hidden_size = 8
-conv_channels = 8
-[defaults.train.optim]
-epochs = 1
-batch_size = 8
-
-[[stage]]
-name = "model"
-data_dir = "{data}"
-"""
+from test_recipes import TWO_STAGES, _write
 
 
 def test_every_dev_speaker_is_validated_in_exactly_one_fold_and_test_stays(tmp_path):
@@ -65,8 +51,7 @@ def test_summary_is_the_mean_spread_and_range():
 
 def test_cross_validate_runs_the_recipe_once_a_fold_and_resumes(tmp_path):
     root = make_fake_dataset(tmp_path / "sc", speakers=10)
-    recipe = tmp_path / "r.toml"
-    recipe.write_text(TINY.replace("DATA", str(root)))
+    recipe = _write(tmp_path, TWO_STAGES, root)  # two teachers and a student: the student's figures count
     logs = []
     result = cross_validate(recipe, tmp_path / "cv", folds=2, device="cpu", progress=False, max_steps=2,
                             log=logs.append)
@@ -80,7 +65,7 @@ def test_cross_validate_runs_the_recipe_once_a_fold_and_resumes(tmp_path):
                             str(tmp_path / "cv"), "--device", "cpu", "--max-steps", "2", "--quiet"],
                            capture_output=True, text=True, timeout=300, check=False)
     assert again.returncode == 0, again.stderr
-    assert again.stderr.count("is done (same settings); skipped") == 2  # both folds were done
+    assert again.stderr.count("is done (same settings); skipped") == 2 * 3  # both folds, every stage, were done
     assert again.stdout.startswith("val_acc: ")
     with pytest.raises(ConfigError, match="at least 2 folds"):
         cross_validate(recipe, tmp_path / "cv1", folds=1)
