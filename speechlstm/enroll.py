@@ -29,8 +29,8 @@ import soundfile as sf
 import torch
 
 from .audio import AudioSource, pad_or_trim, read_audio, resample, speech_window, wav_files
-from .checkpoint import (DEFAULT_EMBEDDER, Checkpoint, EnrolledWord, Words, load_checkpoint, load_words, save_words,
-                         weights_digest)
+from .checkpoint import (DEFAULT_EMBEDDER, WORDS_FILE, Checkpoint, EnrolledWord, Words, load_checkpoint, load_words,
+                         save_words, weights_digest)
 from .errors import CheckpointError, EnrollError
 from .labels import SILENCE, UNKNOWN
 
@@ -242,7 +242,7 @@ def enroll(word: str, sources: Sequence[AudioSource], folder: str | os.PathLike,
 
         classifier = Recognizer.from_checkpoint(runtime="eager", device="cpu")
     folder = Path(folder)
-    words = load_words(folder) if (folder / "words.json").is_file() else Words(embedder.digest, embedder.kind)
+    words = load_words(folder) if (folder / WORDS_FILE).is_file() else Words(embedder.digest, embedder.kind)
     if words.embedder_digest != embedder.digest:
         raise EnrollError(f"{folder}: its words were enrolled on another embedding model; use another folder")
     name = check_name(word, classifier.checkpoint.labels)
@@ -253,12 +253,13 @@ def enroll(word: str, sources: Sequence[AudioSource], folder: str | os.PathLike,
     clips = np.stack([embedder.window(read_audio(src, embedder.sample_rate, source_rate=sample_rate)[0])
                       for src in sources])  # (K, S)
     levels = 20 * np.log10(np.sqrt(np.mean(np.square(clips, dtype=np.float64), axis=1)) + 1e-10)  # (K,) dBFS
+    median = float(np.median(levels))
     for what, level in zip(names, levels):
         if level < MIN_LEVEL_DB:
             raise EnrollError(f"{what}: no speech heard (its loudest second is at {level:.0f} dBFS): "
                               "record it again, closer to the microphone")
-        if level < np.median(levels) - QUIETER_DB:
-            raise EnrollError(f"{what}: {np.median(levels) - level:.0f} dB quieter than your other recordings "
+        if level < median - QUIETER_DB:
+            raise EnrollError(f"{what}: {median - level:.0f} dB quieter than your other recordings "
                               "(a word said far away or not at all): record it again")
     _too_close_to_commands(name, clips, classifier)
     z = embedder(clips)  # (K, D)
