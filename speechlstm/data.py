@@ -234,6 +234,9 @@ class SamplingConfig:
     # speakers (its testing split and extra data untouched; SpeechCommandsIndex.with_folds); this run
     # validates on fold ``fold``
     fold: int = 0
+    dev_all: bool = False  # train on every dev speaker: the validation list's clips join training (the
+    # shipped model, once cross-validation has chosen the recipe and its epochs; validation figures are
+    # then of clips it trained on, and ``optim.keep = "last"``)
 
     def __post_init__(self) -> None:
         for name in ("silence_ratio", "unknown_ratio", "synth_ratio", "extra_unknown_ratio"):
@@ -242,6 +245,8 @@ class SamplingConfig:
         if self.folds == 1 or self.folds < 0 or (self.folds and not 0 <= self.fold < self.folds):
             raise ConfigError(f"folds must be 0 (the dataset's lists) or >= 2, with 0 <= fold < folds; got "
                               f"folds={self.folds}, fold={self.fold}")
+        if self.dev_all and self.folds:
+            raise ConfigError("dev_all trains on every dev speaker; it cannot hold a fold out (folds must be 0)")
 
 
 
@@ -288,7 +293,8 @@ class SpeechCommands:
         for split in SPLITS:
             rows, labels, pool = [], [], []
             for clip in self.index.clips:
-                if clip.split != split or clip.rel not in self.cache.rows:
+                into = clip.split == split or (split == "train" and sampling.dev_all and clip.split == "validation")
+                if not into or clip.rel not in self.cache.rows:
                     continue
                 row = self.cache.rows[clip.rel]
                 if clip.word in label_of:

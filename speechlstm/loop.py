@@ -1,6 +1,6 @@
 """The training loop shared by the classifier (``train.py``) and the phonetic
 encoder (``pretrain.py``): AdamW + warmup/cosine, mixed precision on CUDA,
-gradient clipping, best-on-validation selection, early stopping, a metrics CSV and a state file that ``resume``
+gradient clipping, best-on-validation selection (or the last epoch), early stopping, a metrics CSV and a state file that ``resume``
 continues from bit for bit. Under ``torchrun`` the same loop runs data-parallel
 (DDP): each process trains on its shard of every epoch, gradients are averaged,
 and rank 0 alone writes files.
@@ -42,8 +42,12 @@ class OptimConfig:
     label_smoothing: float = 0.1
     patience: int = 60  # early stopping: epochs without validation improvement (60: the full schedule)
     seed: int = 0
+    keep: str = "best"  # the saved epoch: "best" on validation, or "last" (a fixed schedule, e.g. chosen by
+    # cross-validation, for a run whose validation clips are trained on: train.sampling.dev_all)
 
     def __post_init__(self) -> None:
+        if self.keep not in ("best", "last"):
+            raise ConfigError(f"keep must be 'best' or 'last', got {self.keep!r}")
         if self.epochs <= 0 or self.batch_size <= 0 or self.lr <= 0 or self.patience <= 0:
             raise ConfigError("epochs, batch_size, lr and patience must be positive")
         if self.warmup_epochs < 0 or not 0 <= self.label_smoothing < 1:
@@ -215,7 +219,7 @@ def fit(job: Job, cfg: OptimConfig, out: Path, device: torch.device, configs: di
         row = {"epoch": epoch + 1, "train_loss": round(loss_sum / max(1, seen), 5),
                "train_acc": round(correct / max(1, seen), 5), **job.validate(job.model),
                "lr": f"{sched.get_last_lr()[0]:.3g}", "seconds": round(time.time() - t0, 2)}
-        improved = st["best"] is None or row[job.score] > st["best"][job.score]
+        improved = st["best"] is None or row[job.score] > st["best"][job.score] or cfg.keep == "last"
         st.update(epoch=epoch + 1, best=row if improved else st["best"],
                   best_epoch=epoch + 1 if improved else st["best_epoch"],
                   bad_epochs=0 if improved else st["bad_epochs"] + 1)

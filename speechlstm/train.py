@@ -52,6 +52,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.task not in ("commands12", "words35"):
             raise ConfigError(f"task must be 'commands12' or 'words35', got {self.task!r}")
+        if self.sampling.dev_all and self.optim.keep != "last":
+            raise ConfigError("train.sampling.dev_all validates on clips it trains on: the best epoch there "
+                              "means nothing; set train.optim.keep = \"last\" (the epochs cross-validation chose)")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "TrainConfig":

@@ -92,3 +92,31 @@ def test_more_data_trains_in_every_fold_but_never_as_a_held_out_speaker(tmp_path
         added = {speaker_id(c.rel) for c in index.clips if c.more}
         assert added and added == {s for s in speakers if speaker_fold(s + "_nohash_0.wav", 2) != k}
         assert all(c.split == "train" for c in index.clips if c.more)
+
+
+def test_dev_all_trains_on_the_validation_speakers_too_and_keeps_the_last_epoch(tmp_path):
+    import csv
+
+    from speechlstm.config import FeatureConfig, ModelConfig
+    from speechlstm.loop import OptimConfig
+    from speechlstm.train import metrics_path, train
+
+    root = make_fake_dataset(tmp_path / "sc", speakers=10)
+    plain = SpeechCommands(root, progress=False)
+    every = SpeechCommands(root, sampling=SamplingConfig(dev_all=True), progress=False)
+    train_rows, val_rows = set(plain._known["train"][0]), set(plain._known["validation"][0])
+    assert set(every._known["train"][0]) == train_rows | val_rows  # the validation list joins training
+    assert every._known["validation"] == plain._known["validation"] and every._known["test"] == plain._known["test"]
+    with pytest.raises(ConfigError, match="dev_all"):
+        SamplingConfig(dev_all=True, folds=3)
+    with pytest.raises(ConfigError, match='keep = "last"'):  # the best epoch on trained-on clips means nothing
+        TrainConfig(sampling=SamplingConfig(dev_all=True))
+    with pytest.raises(ConfigError, match="keep"):
+        OptimConfig(keep="first")
+    cfg = TrainConfig(optim=OptimConfig(epochs=3, batch_size=8, keep="last"), sampling=SamplingConfig(dev_all=True))
+    out = tmp_path / "all.pt"
+    result = train(root, out, cfg, FeatureConfig(), ModelConfig(hidden_size=16), device="cpu", progress=False,
+                   max_steps=2)
+    assert result.best_epoch == 3 and load_checkpoint(out).metrics["best_epoch"] == 3  # the last, whatever it scored
+    assert len(list(csv.DictReader(metrics_path(out).open()))) == 3
+    assert TrainConfig.from_dict(load_checkpoint(out).train).sampling.dev_all  # the file says how it was made
