@@ -13,7 +13,7 @@ For each word and each of ``--speakers`` speakers with at least 5 recordings of 
 - **other words**: the share of other words' recordings (other speakers, every other word
   of ``--clips``, and ``--other`` folders) labelled as the word;
 - **read speech**: detections of the word an hour, by the streaming recognizer's rule
-  (``--stream-checkpoint``), over ``--talk-minutes`` of ``--talk`` read speech.
+  (``--checkpoint``'s), over ``--talk-minutes`` of ``--talk`` read speech.
 
 Speakers of ``--exclude-speakers-of`` (the clips the shipped models were trained on) are left out.
 
@@ -70,10 +70,10 @@ def talk_audio(root: Path, minutes: float, rate: int) -> np.ndarray:
     return np.concatenate(out)[: int(minutes * 60 * rate)]
 
 
-def stream_hits(stream_rec: Recognizer, spotter: WordSpotter, word: str, clips: list[Path]) -> float:
+def stream_hits(rec: Recognizer, spotter: WordSpotter, word: str, clips: list[Path]) -> float:
     """Other speakers' recordings of the word, 1.5 s apart over quiet noise, through a
     StreamingRecognizer with the word: the share of them it detects as the word."""
-    rate, rng = stream_rec.sample_rate, np.random.default_rng(0)
+    rate, rng = rec.sample_rate, np.random.default_rng(0)
     gap = round(1.5 * rate)
     parts, spans = [], []
     at = gap
@@ -83,11 +83,11 @@ def stream_hits(stream_rec: Recognizer, spotter: WordSpotter, word: str, clips: 
         spans.append((at / rate * 1000, (at + len(x)) / rate * 1000))
         at += len(x) + gap
     parts.append((0.003 * rng.standard_normal(gap)).astype(np.float32))
-    stream_rec.set_words(spotter)
+    rec.set_words(spotter)
     try:
-        dets = StreamingRecognizer(stream_rec).push(np.concatenate(parts), last=True)
+        dets = StreamingRecognizer(rec).push(np.concatenate(parts), last=True)
     finally:
-        stream_rec.set_words(None)
+        rec.set_words(None)
     heard = [any(d.label == word and a - 200 <= d.time_ms <= b + 1000 for d in dets) for a, b in spans]
     return float(np.mean(heard)) if heard else float("nan")
 
@@ -107,16 +107,14 @@ def main(argv=None) -> int:
                    help="Speech Commands trees the models were trained on (repeatable; default: the mini set); "
                    "with the embedder's, experiments/embedder.sh's OUT_DIR/data")
     p.add_argument("--embedder", help="embedding model (default: the shipped one)")
-    p.add_argument("--checkpoint", help="clip classifier (default: the shipped commands12 model)")
-    p.add_argument("--stream-checkpoint", help="stream model (default: the shipped commands12-stream)")
+    p.add_argument("--checkpoint", help="the recognizer, for clips and streams (default: the shipped commands12 model)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
 
     rng = random.Random(args.seed)
     embedder = Embedder.from_checkpoint(args.embedder)
-    clip_rec = Recognizer.from_checkpoint(args.checkpoint, device="cpu")
-    stream_rec = Recognizer.from_checkpoint(args.stream_checkpoint, device="cpu", streaming=True)
+    rec = Recognizer.from_checkpoint(args.checkpoint, device="cpu")
     roots = args.exclude_speakers_of or [Path("../shared/data/speech_commands_mini")]
     skip = set().union(*(training_speakers(r if r.is_dir() else None) for r in roots))
     by = collections.defaultdict(list)
@@ -129,14 +127,14 @@ def main(argv=None) -> int:
     talk = None
     if args.talk:
         t0 = time.perf_counter()
-        audio = talk_audio(args.talk, args.talk_minutes, stream_rec.sample_rate)
-        talk_rec, _ = record(StreamingRecognizer(stream_rec), audio, [], progress=False)
-        n = stream_rec.clip_samples
-        ends = np.round(talk_rec.times_ms * stream_rec.sample_rate / 1000).astype(int)
+        audio = talk_audio(args.talk, args.talk_minutes, rec.sample_rate)
+        talk_rec, _ = record(StreamingRecognizer(rec), audio, [], progress=False)
+        n = rec.clip_samples
+        ends = np.round(talk_rec.times_ms * rec.sample_rate / 1000).astype(int)
         windows_z = np.concatenate([embedder(np.stack([np.pad(audio[max(0, e - n) : e], (max(0, n - e), 0))
                                                        for e in ends[i : i + 512]]))
                                     for i in range(0, len(ends), 512)])
-        talk = (talk_rec, windows_z, len(audio) / stream_rec.sample_rate / 3600)
+        talk = (talk_rec, windows_z, len(audio) / rec.sample_rate / 3600)
         print(f"read speech: {talk[2] * 60:.1f} min, {len(ends)} hops embedded in {time.perf_counter() - t0:.0f} s",
               file=sys.stderr)
 
@@ -149,45 +147,45 @@ def main(argv=None) -> int:
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
                 try:
-                    entry = enroll(word, mine, tmp, embedder=embedder, classifier=clip_rec)
+                    entry = enroll(word, mine, tmp, embedder=embedder, classifier=rec)
                 except EnrollError as e:
                     rows.append({"word": word, "speaker": spk, "refused": str(e)})
                     print(f"{word} {spk}: refused: {e}", file=sys.stderr)
                     continue
                 seconds = time.perf_counter() - t0
                 spotter = WordSpotter(embedder, load_words(tmp))
-                clip_rec.set_words(spotter)
+                rec.set_words(spotter)
                 theirs = [fs[0] for (w, s), fs in by.items() if w == word and s != spk]
                 rng.shuffle(theirs)
-                hit_other = float(np.mean([p.label == word for p in clip_rec.predict_batch(theirs[: args.others])]))
+                hit_other = float(np.mean([p.label == word for p in rec.predict_batch(theirs[: args.others])]))
                 negs = [fs[0] for (w, s), fs in by.items() if w != word and s != spk] + \
                     [f for f in others if f.parent.name != word]
                 rng.shuffle(negs)
-                fa_words = float(np.mean([p.label == word for p in clip_rec.predict_batch(negs[: args.negatives])]))
+                fa_words = float(np.mean([p.label == word for p in rec.predict_batch(negs[: args.negatives])]))
                 row = {"word": word, "speaker": spk, "enroll_s": round(seconds, 2), "threshold": entry.threshold,
                        "other_speakers": hit_other, "other_words": fa_words,
-                       "stream_other_speakers": stream_hits(stream_rec, spotter, word, theirs[: args.stream_clips])}
+                       "stream_other_speakers": stream_hits(rec, spotter, word, theirs[: args.stream_clips])}
                 if talk is not None:
                     talk_rec, z, hours = talk
                     q = 1 / (1 + np.exp(-(z @ spotter.W.T + spotter.b)))
-                    merged = merge(talk_rec.probs, stream_rec.checkpoint.labels, q)
-                    labels = list(stream_rec.checkpoint.labels) + spotter.names
-                    config = with_words(stream_rec.checkpoint.streaming, spotter.names)  # a StreamingRecognizer's
+                    merged = merge(talk_rec.probs, rec.checkpoint.labels, q)
+                    labels = list(rec.checkpoint.labels) + spotter.names
+                    config = with_words(rec.checkpoint.streaming, spotter.names)  # a StreamingRecognizer's
                     dets = replay(dataclasses.replace(talk_rec, probs=merged), labels, config)
                     row["read_speech_per_hour"] = sum(d.label == word for d in dets) / hours
-            clip_rec.set_words(None)
+            rec.set_words(None)
             same = []
             for k in range(SHOTS):  # leave one out: 4 to enrol, the fifth to hear
                 with tempfile.TemporaryDirectory() as tmp:
                     try:
                         enroll(word, [f for j, f in enumerate(mine) if j != k], tmp, embedder=embedder,
-                               classifier=clip_rec)
+                               classifier=rec)
                     except EnrollError:
                         same.append(False)
                         continue
-                    clip_rec.set_words(WordSpotter(embedder, load_words(tmp)))
-                    same.append(clip_rec.predict_file(mine[k]).label == word)
-                    clip_rec.set_words(None)
+                    rec.set_words(WordSpotter(embedder, load_words(tmp)))
+                    same.append(rec.predict_file(mine[k]).label == word)
+                    rec.set_words(None)
             row["same_speaker_4shot"] = float(np.mean(same))
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)

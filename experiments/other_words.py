@@ -43,7 +43,7 @@ def main() -> None:
     print("| model | " + " | ".join(f"command >= {t}" for t in THRESHOLDS) + " | most often |")
     print("|---|" + "---:|" * len(THRESHOLDS) + "---|")
     for path in args.models:
-        rec = Recognizer.from_checkpoint(path, runtime="eager", streaming=True)
+        rec = Recognizer.from_checkpoint(path, runtime="eager")
         probs = np.concatenate([rec.probabilities(clips[i : i + 512]) for i in range(0, len(clips), 512)])
         commands = [i for i, name in enumerate(rec.labels) if name in COMMANDS10]
         score = probs[:, commands].max(1)

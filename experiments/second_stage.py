@@ -47,12 +47,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("streams", type=Path)
     p.add_argument("--split", default="val")
-    p.add_argument("--stream-model", help="default: the shipped commands12-stream.pt")
+    p.add_argument("--stream-model", help="default: the shipped commands12.pt")
     p.add_argument("--clip-model", help="default: the shipped commands12.pt")
     args = p.parse_args()
     torch.set_num_threads(1)
 
-    streamer = StreamingRecognizer(Recognizer.from_checkpoint(args.stream_model, "cpu", runtime="eager", streaming=True))
+    streamer = StreamingRecognizer(Recognizer.from_checkpoint(args.stream_model, "cpu", runtime="eager"))
     clip_model = Recognizer.from_checkpoint(args.clip_model, "cpu", runtime="eager")
     labels = streamer.recognizer.labels
     audio, recs = {}, {}

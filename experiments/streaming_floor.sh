@@ -18,7 +18,7 @@ for s in 0 1 2; do  # the teachers with the floor (weights untouched)
   [ -f "$OUT/teacher-s$s.pt" ] || python "$HERE/dynamic_range.py" "$DATA" "$FROM/talk50_pre-s$s.pt" --levels none \
     --write 50 "$OUT/teacher-s$s.pt" > "$OUT/teacher-s$s.log" 2>&1
 done
-SHIPPED=$(cd "$HERE/.." && pwd)/checkpoints/commands12-stream.pt
+SHIPPED=$(cd "$HERE/.." && pwd)/checkpoints/commands12.pt
 RECIPE="--talk $TALK --set train.windows.talk_ratio=0.5 --extra-data $EXTRA/tc5 --extra-data $EXTRA/precise \
 --extra-data $EXTRA/sc_toy --set train.sampling.extra_unknown_ratio=0.3 --teacher $OUT/teacher-s0.pt \
 --teacher $OUT/teacher-s1.pt --teacher $OUT/teacher-s2.pt --set train.distill.weight=0.5 \

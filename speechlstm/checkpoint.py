@@ -52,9 +52,6 @@ FORMAT_VERSION = 2  # 2: training settings in sections; version 1 files (one fla
 READABLE_VERSIONS = (1, 2)
 ENCODER_PREFIXES = ("frontend.", "conv.", "lstm.")  # the weights an encoder file carries into a classifier
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "commands12.pt"
-# the shipped model trained for continuous audio (streaming-aware windows, read-speech negatives):
-# what live recognition uses unless told otherwise
-DEFAULT_STREAM_CHECKPOINT = DEFAULT_CHECKPOINT.with_name("commands12-stream.pt")
 # the shipped embedding model that enrolled words are fitted on (``speechlstm enroll``)
 DEFAULT_EMBEDDER = DEFAULT_CHECKPOINT.with_name("embedder.pt")
 # Training settings of ideas that were measured and not kept (their figures are in the model card):

@@ -279,7 +279,7 @@ def _streamer(args: argparse.Namespace, input_rate: int | None = None):
     from .stream import StreamingRecognizer
 
     rec = Recognizer.from_checkpoint(args.checkpoint, device=args.model_device, runtime=args.runtime,
-                                     streaming=True, words=getattr(args, "words", None))
+                                     words=getattr(args, "words", None))
     return StreamingRecognizer(rec, input_rate=input_rate, **_stream_overrides(args))
 
 
@@ -369,7 +369,7 @@ def _corpus(args: argparse.Namespace) -> int:
 
 def _add_stream_options(p: argparse.ArgumentParser, device_flag: str = "--device") -> None:
     p.add_argument("--checkpoint",
-                   help="checkpoint file (default: the shipped model for continuous audio, commands12-stream)")
+                   help="checkpoint file (default: the shipped commands12 model)")
     p.add_argument("--threshold", type=float,
                    help="one threshold for every command (default: the checkpoint's calibrated ones)")
     p.add_argument("--hop-ms", type=float, help="how often the model runs (default: the checkpoint's, 100)")

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .audio import AudioSource, pad_or_trim, read_audio, speech_window
-from .checkpoint import DEFAULT_STREAM_CHECKPOINT, Checkpoint, load_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint
 from .config import RUNTIMES
 from .enroll import WordSpotter, merge
 from .errors import ConfigError
@@ -115,18 +115,14 @@ class Recognizer:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None, device: str = "auto", *,
                         runtime: str = "auto", int8: bool = False, threads: int | None = None,
-                        streaming: bool = False, words: str | os.PathLike | WordSpotter | None = None
-                        ) -> "Recognizer":
-        """Load a checkpoint (``None``: the shipped commands12 model; with ``streaming``,
-        the shipped model trained for continuous audio) or an exported ``.onnx`` /
-        TorchScript file. ``runtime``: see the class; ``int8``: the same as
+                        words: str | os.PathLike | WordSpotter | None = None) -> "Recognizer":
+        """Load a checkpoint (``None``: the shipped commands12 model, for clips and streams alike)
+        or an exported ``.onnx`` / TorchScript file. ``runtime``: see the class; ``int8``: the same as
         ``runtime="int8"``; ``threads``: how many cores ONNX Runtime spreads a batch over
         (torch's count is global: torch.set_num_threads); ``words``: a words folder (or a
         ``WordSpotter``) of enrolled words to recognize too."""
         if words is not None and not isinstance(words, WordSpotter):
             words = WordSpotter.load(words)
-        if path is None and streaming:
-            path = DEFAULT_STREAM_CHECKPOINT
         if path is not None and Path(path).is_file() and exported_kind(Path(path)):
             if int8 or runtime not in ("auto", "onnx", "onnx-int8"):
                 raise ConfigError(f"{path} is an exported model: it runs as exported (quantize at export, --int8)")

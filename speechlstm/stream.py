@@ -160,10 +160,9 @@ class StreamingRecognizer:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None, device: str = "auto", *,
                         runtime: str = "auto", input_rate: int | None = None, **overrides) -> "StreamingRecognizer":
-        """``None``: the shipped model trained for continuous audio, with its calibrated rule;
+        """``None``: the shipped model (the one ``Recognizer`` loads), with its calibrated rule;
         ``runtime``: as for ``Recognizer`` (default: the fastest on a CPU)."""
-        return cls(Recognizer.from_checkpoint(path, device, runtime=runtime, streaming=True), input_rate=input_rate,
-                   **overrides)
+        return cls(Recognizer.from_checkpoint(path, device, runtime=runtime), input_rate=input_rate, **overrides)
 
     def reset(self) -> None:
         """Forget all audio and history; stream time starts again at 0."""

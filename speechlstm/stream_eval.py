@@ -348,7 +348,7 @@ def calibrate_file(checkpoint, audio: list, labels: list, speech_audio: list, ou
     the rule it replaced with its scores."""
     if Path(out).suffix != ".pt":
         raise DataError(f"{out}: calibration is written into a .pt checkpoint")
-    rec = Recognizer.from_checkpoint(checkpoint, device=device, runtime=runtime, streaming=True)
+    rec = Recognizer.from_checkpoint(checkpoint, device=device, runtime=runtime)
     if not rec.checkpoint.state_dict:
         raise DataError(f"{checkpoint}: calibration is written into a .pt checkpoint, not an exported model")
     streamer = StreamingRecognizer(rec, **(overrides or {}))

@@ -63,7 +63,7 @@ def _rejected(message: str, path: str | None = None) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
-def model_card(rec: Recognizer, live_rec: Recognizer | None = None) -> str:
+def model_card(rec: Recognizer) -> str:
     ck = rec.checkpoint
     m = ck.metrics
     rows = [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in m.items()]
@@ -72,8 +72,7 @@ def model_card(rec: Recognizer, live_rec: Recognizer | None = None) -> str:
         "## Model", "",
         f"Bidirectional LSTM on MFCCs, {n_params:,} parameters, {len(rec.labels)} labels: {', '.join(f'`{x}`' for x in rec.labels)}.", "",
         "| metric | value |", "|---|---|", *rows, "",
-        f"**Runtime** (Clip tab): {rec.runtime}", "",
-        *([f"**Live tab**: `{live_rec.checkpoint.source.name}`, {live_rec.runtime}", ""] if live_rec else []),
+        f"**Runtime** (Clip and Live tabs): {rec.runtime}", "",
         f"**Features**: `{ck.features}`", "", f"**Model**: `{ck.model}`", "",
         f"**Provenance**: `{ck.provenance}`", "",
     ]
@@ -83,11 +82,10 @@ def model_card(rec: Recognizer, live_rec: Recognizer | None = None) -> str:
     return "\n".join(card)
 
 
-def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS, live_rec: Recognizer | None = None,
-               words_dir: str | os.PathLike | None = None, embedder: Embedder | None = None) -> gr.Blocks:
-    """``rec`` answers clips; ``live_rec`` (default: ``rec``) the Live tab's stream. With
-    ``words_dir`` and ``embedder``, a "Your words" tab enrols words there, and both tabs hear them."""
-    live_rec = live_rec or rec
+def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS, words_dir: str | os.PathLike | None = None,
+               embedder: Embedder | None = None) -> gr.Blocks:
+    """``rec`` answers the Clip tab's clips and the Live tab's stream. With ``words_dir`` and
+    ``embedder``, a "Your words" tab enrols words there, and both tabs hear them."""
     model_lock = threading.Lock()
     words_version = [0]  # bumped at each enrolment: live sessions rebuild their streamer
 
@@ -147,7 +145,7 @@ def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS, live_rec: Reco
         rate, data = chunk
         if state is None or state["rate"] != rate or state["words"] != words_version[0]:
             with model_lock:
-                streamer = StreamingRecognizer(live_rec, input_rate=rate)
+                streamer = StreamingRecognizer(rec, input_rate=rate)
             state = {"rate": rate, "streamer": streamer, "log": (state or {}).get("log", []),
                      "words": words_version[0]}
         streamer: StreamingRecognizer = state["streamer"]
@@ -158,7 +156,7 @@ def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS, live_rec: Reco
         except SpeechLSTMError as e:
             raise _rejected(f"Bad audio chunk: {e}") from None
         current = streamer.last_probs
-        top = {live_rec.labels[i]: float(current[i]) for i in np.argsort(-current)[:5]} if current is not None else {}
+        top = {rec.labels[i]: float(current[i]) for i in np.argsort(-current)[:5]} if current is not None else {}
         return top, state["log"], state
 
     with gr.Blocks(title="speechlstm") as demo:
@@ -196,18 +194,16 @@ def build_demo(rec: Recognizer, max_seconds: float = MAX_SECONDS, live_rec: Reco
                 mic.stream(live, inputs=[mic, state], outputs=[current, log, state], stream_every=0.5,
                            time_limit=600, api_name=False)
             if words_dir is not None and embedder is not None:
-                _words_tab(rec, live_rec, Path(words_dir), embedder, model_lock, words_version)
+                _words_tab(rec, Path(words_dir), embedder, model_lock, words_version)
             with gr.Tab("Model"):
-                gr.Markdown(model_card(rec, live_rec))
+                gr.Markdown(model_card(rec))
         gr.api(predict, api_name="predict", queue=False)  # an endpoint, not a tab: outside the tab bar
     return demo
 
 
-def hear_words(folder: str | os.PathLike, embedder: Embedder, *recognizers: Recognizer) -> None:
-    """The recognizers hear the words enrolled in ``folder`` (none: their own labels only)."""
-    spotter = WordSpotter.load(folder, embedder) if (Path(folder) / WORDS_FILE).is_file() else None
-    for r in {id(r): r for r in recognizers}.values():
-        r.set_words(spotter)
+def hear_words(folder: str | os.PathLike, embedder: Embedder, rec: Recognizer) -> None:
+    """The recognizer hears the words enrolled in ``folder`` (none: its own labels only)."""
+    rec.set_words(WordSpotter.load(folder, embedder) if (Path(folder) / WORDS_FILE).is_file() else None)
 
 
 def _enrolled(rec: Recognizer) -> str:
@@ -215,12 +211,12 @@ def _enrolled(rec: Recognizer) -> str:
     return ("Your words: " + ", ".join(f"**{n}**" for n in names)) if names else "No words of your own yet."
 
 
-def _words_tab(rec: Recognizer, live_rec: Recognizer, folder: Path, embedder: Embedder,
-               model_lock: threading.Lock, words_version: list[int]) -> None:
-    """The "Your words" tab: record a word a few times, enrol it, and both recognizers hear it."""
+def _words_tab(rec: Recognizer, folder: Path, embedder: Embedder, model_lock: threading.Lock,
+               words_version: list[int]) -> None:
+    """The "Your words" tab: record a word a few times, enrol it, and the Clip and Live tabs hear it."""
 
     def use_words() -> None:  # under model_lock
-        hear_words(folder, embedder, rec, live_rec)
+        hear_words(folder, embedder, rec)
         words_version[0] += 1
 
     def take(path: str | None, takes: list[str]):
@@ -280,8 +276,7 @@ def _words_tab(rec: Recognizer, live_rec: Recognizer, folder: Path, embedder: Em
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="speechlstm web demo")
-    p.add_argument("--checkpoint", help="checkpoint file for both tabs (default: the shipped commands12 model "
-                   "for clips, and its sibling trained for continuous audio for the Live tab)")
+    p.add_argument("--checkpoint", help="checkpoint file for every tab (default: the shipped commands12 model)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true", help="also serve through a public Gradio link")
@@ -294,20 +289,18 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(1)  # batch-1 requests gain nothing from a second thread; HTTP work takes that core
     rec = Recognizer.from_checkpoint(args.checkpoint, device=args.device, runtime=args.runtime)
-    live_rec = (Recognizer.from_checkpoint(device=args.device, runtime=args.runtime, streaming=True)
-                if args.checkpoint is None else rec)
     embedder = Embedder.from_checkpoint(args.embedder)
-    launch(rec, args.host, args.port, share=args.share, live_rec=live_rec, words_dir=args.words, embedder=embedder)
+    launch(rec, args.host, args.port, share=args.share, words_dir=args.words, embedder=embedder)
 
 
 def launch(rec: Recognizer, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
-           block: bool = True, live_rec: Recognizer | None = None, words_dir: str | os.PathLike | None = None,
+           block: bool = True, words_dir: str | os.PathLike | None = None,
            embedder: Embedder | None = None) -> gr.Blocks:
     """Serve the demo; with ``block=False`` return at once (tests, notebooks). ``words_dir`` and
     ``embedder``: the Your words tab, and the words already enrolled there heard at once."""
     if words_dir is not None and embedder is not None:
-        hear_words(words_dir, embedder, rec, live_rec or rec)
-    demo = build_demo(rec, live_rec=live_rec, words_dir=words_dir, embedder=embedder)
+        hear_words(words_dir, embedder, rec)
+    demo = build_demo(rec, words_dir=words_dir, embedder=embedder)
     demo.queue(default_concurrency_limit=4, max_size=256)
     demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD,
                 theme=gr.themes.Default(font=_FONTS, font_mono=["ui-monospace", "monospace"]),

@@ -26,8 +26,7 @@ def server():
     from speechlstm.webui import launch
 
     port = _free_port()
-    demo = launch(Recognizer.from_checkpoint(device="cpu"), port=port, block=False,
-                  live_rec=Recognizer.from_checkpoint(device="cpu", streaming=True))  # as app.py does
+    demo = launch(Recognizer.from_checkpoint(device="cpu"), port=port, block=False)  # as app.py does
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 
@@ -377,7 +376,6 @@ def words_server(tmp_path):
         pytest.skip("no shipped embedder")
     port = _free_port()
     demo = launch(Recognizer.from_checkpoint(device="cpu"), port=port, block=False,
-                  live_rec=Recognizer.from_checkpoint(device="cpu", streaming=True),
                   words_dir=tmp_path / "words", embedder=Embedder.from_checkpoint())
     yield f"http://127.0.0.1:{port}/", tmp_path / "words"
     demo.close()

@@ -77,7 +77,7 @@ def test_merge_keeps_rows_summing_to_one_and_only_splits_unknown():
 
 
 def test_streaming_hears_the_word_whatever_the_chunk_size(folder, embedder, clips):
-    words_rec = Recognizer.from_checkpoint(streaming=True, runtime="eager", device="cpu",
+    words_rec = Recognizer.from_checkpoint(runtime="eager", device="cpu",
                                            words=WordSpotter.load(folder, embedder))
     rng = np.random.default_rng(0)
     gap = (0.002 * rng.standard_normal(SR)).astype(np.float32)

@@ -9,7 +9,7 @@ from torch import nn
 
 from conftest import EXAMPLES, SHIPPED, TEST_MINI, needs_test_mini
 from speechlstm import CheckpointError, ConfigError, Recognizer
-from speechlstm.checkpoint import DEFAULT_STREAM_CHECKPOINT, load_checkpoint
+from speechlstm.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from speechlstm.export import export_model
 
 pytestmark = pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped checkpoint")
@@ -53,12 +53,12 @@ def test_exported_fp32_matches_eager_on_real_clips(eager, clips, exported, fmt):
     assert np.allclose(rec.mfcc(waves[0]), eager.mfcc(waves[0]), atol=1e-3)
 
 
-def test_the_stream_models_noise_floor_survives_onnx_export(clips, tmp_path):
-    """The shipped stream model floors its features (features.dynamic_range_db): the exported
+def test_the_shipped_models_noise_floor_survives_onnx_export(clips, tmp_path):
+    """The shipped model floors its features (features.dynamic_range_db): the exported
     graph computes the same floor, on real clips and on a clip gated to digital silence."""
     pytest.importorskip("onnxruntime", reason="ONNX export needs the [onnx] extra")
     pytest.importorskip("onnxscript", reason="ONNX export needs the [onnx] extra")
-    ckpt = load_checkpoint(DEFAULT_STREAM_CHECKPOINT)
+    ckpt = load_checkpoint(DEFAULT_CHECKPOINT)
     assert ckpt.features.dynamic_range_db is not None
     eager = Recognizer(ckpt, device="cpu", runtime="eager")
     rec = Recognizer.from_checkpoint(export_model(ckpt, tmp_path / "stream.onnx", "onnx"), device="cpu")

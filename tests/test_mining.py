@@ -24,7 +24,7 @@ def _int16(x: np.ndarray) -> np.ndarray:
 @pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped checkpoint")
 @needs(LIBRISPEECH_SAMPLE)
 def test_mining_finds_a_command_hidden_in_read_speech_and_not_in_quiet():
-    rec = Recognizer.from_checkpoint(device="cpu", streaming=True)
+    rec = Recognizer.from_checkpoint(device="cpu")
     talk, _ = read_audio(LIBRISPEECH_SAMPLE / "19" / "198" / "19-198-0004.flac", SR)
     yes, _ = read_audio(EXAMPLES / "yes_283d7a53_nohash_0.wav", SR)
     quiet = 0.001 * np.random.default_rng(0).standard_normal(4 * SR).astype(np.float32)

@@ -104,8 +104,7 @@ def test_recipe_errors_are_clear(tmp_path):
 
 def test_the_shipped_recipes_describe_the_shipped_models():
     """Each shipped checkpoint was made with its recipe's settings (the last training stage's)."""
-    for recipe_name, model_name, stage in (("commands12", "commands12.pt", "commands12"),
-                                           ("commands12-stream", "commands12-stream.pt", "finetune"),
+    for recipe_name, model_name, stage in (("commands12", "commands12.pt", "finetune"),
                                            ("embedder", "embedder.pt", "embedder-words")):
         recipe = load_recipe(ROOT / "recipes" / f"{recipe_name}.toml")
         shipped = load_checkpoint(ROOT / "checkpoints" / model_name)
@@ -115,8 +114,8 @@ def test_the_shipped_recipes_describe_the_shipped_models():
         assert made["features"] == shipped.features, recipe_name
         assert made["model"] == shipped.model, recipe_name
         assert made["train"] == TrainConfig.from_dict(shipped.train), recipe_name
-    stream = load_recipe(ROOT / "recipes" / "commands12-stream.toml")
-    assert [s.kind for s in stream.stages] == ["pretrain", "train", "train", "train", "calibrate"]
+    shipped = load_recipe(ROOT / "recipes" / "commands12.toml")
+    assert [s.kind for s in shipped.stages] == ["pretrain", "train", "train", "train", "calibrate"]
 
 
 def test_a_calibrate_stage_keeps_the_candidate_best_on_validation(tmp_path):
@@ -127,7 +126,7 @@ def test_a_calibrate_stage_keeps_the_candidate_best_on_validation(tmp_path):
 
     from conftest import EXAMPLES
     from speechlstm.audio import read_audio
-    from speechlstm.checkpoint import DEFAULT_STREAM_CHECKPOINT, save_checkpoint
+    from speechlstm.checkpoint import DEFAULT_CHECKPOINT, save_checkpoint
     from speechlstm.stream_make import Event, write_truth
 
     rng = np.random.default_rng(1)
@@ -140,7 +139,7 @@ def test_a_calibrate_stage_keeps_the_candidate_best_on_validation(tmp_path):
         truth.append(Event(word, 1000.0 * at / 16000))
     sf.write(tmp_path / "val.wav", audio, 16000)
     write_truth(truth, tmp_path / "val.csv")
-    deaf = load_checkpoint(DEFAULT_STREAM_CHECKPOINT)  # hears nothing: its head only ever says _silence_
+    deaf = load_checkpoint(DEFAULT_CHECKPOINT)  # hears nothing: its head only ever says _silence_
     deaf.state_dict = {k: (torch.zeros_like(v) if k.startswith("head.") else v) for k, v in deaf.state_dict.items()}
     deaf.state_dict["head.bias"][deaf.labels.index("_silence_")] = 10.0
     save_checkpoint(deaf, tmp_path / "deaf.pt")
@@ -148,16 +147,16 @@ def test_a_calibrate_stage_keeps_the_candidate_best_on_validation(tmp_path):
 [[stage]]
 name = "chosen"
 kind = "calibrate"
-checkpoint = ["{tmp_path / 'deaf.pt'}", "{DEFAULT_STREAM_CHECKPOINT}"]
+checkpoint = ["{tmp_path / 'deaf.pt'}", "{DEFAULT_CHECKPOINT}"]
 audio = ["{tmp_path / 'val.wav'}"]
 labels = ["{tmp_path / 'val.csv'}"]
 """)
     done = _run([str(recipe), "--out-dir", str(tmp_path / "out"), "--quiet"], timeout=600)
     assert done.returncode == 0, done.stderr
     chosen = load_checkpoint(tmp_path / "out" / "chosen.pt")
-    good = load_checkpoint(DEFAULT_STREAM_CHECKPOINT)
+    good = load_checkpoint(DEFAULT_CHECKPOINT)
     assert all(torch.equal(chosen.state_dict[k], good.state_dict[k]) for k in good.state_dict)
     assert chosen.metrics["stream_calibration"]["correct_pct"] == 100.0
     assert chosen.provenance["chosen_on_validation_from"] == [str(tmp_path / "deaf.pt"),
-                                                              str(DEFAULT_STREAM_CHECKPOINT)]
+                                                              str(DEFAULT_CHECKPOINT)]
     assert load_checkpoint(tmp_path / "out" / "chosen.deaf.pt").metrics["stream_calibration"]["correct_pct"] == 0.0

@@ -18,7 +18,7 @@ WORDS = ["yes", "no", "up", "left", "stop", "go"]
 
 @pytest.fixture(scope="module")
 def rec():
-    return Recognizer.from_checkpoint(device="cpu", streaming=True)  # the model for continuous audio
+    return Recognizer.from_checkpoint(device="cpu")  # the model for continuous audio
 
 
 def _commands_audio(noise: float, shift_ms: int = 0, zero_lead_ms: int = 0):

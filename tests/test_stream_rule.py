@@ -10,7 +10,7 @@ import pytest
 
 from conftest import EXAMPLES, SHIPPED
 from speechlstm import Recognizer, read_audio
-from speechlstm.checkpoint import DEFAULT_STREAM_CHECKPOINT, load_checkpoint, save_checkpoint
+from speechlstm.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, save_checkpoint
 from speechlstm.config import StreamConfig
 from speechlstm.errors import ConfigError
 from speechlstm.stream import PeakPicker, StreamingRecognizer
@@ -233,5 +233,5 @@ def test_sweep_and_calibrate_from_the_command_line(tmp_path, spoken):
     cal = load_checkpoint(out)
     assert json.loads(done.stdout)["rule"]["threshold"] == cal.streaming.threshold
     assert cal.metrics["stream_calibration"]["correct_pct"] == 100.0
-    for k, v in load_checkpoint(DEFAULT_STREAM_CHECKPOINT).state_dict.items():  # the weights are the input's
+    for k, v in load_checkpoint(DEFAULT_CHECKPOINT).state_dict.items():  # the weights are the input's
         assert np.array_equal(v.numpy(), cal.state_dict[k].numpy())

@@ -142,7 +142,7 @@ def test_voice_activity_on_real_audio_and_any_chunking():
 
 @pytest.fixture(scope="module")
 def rec():
-    return Recognizer.from_checkpoint(device="cpu", streaming=True)
+    return Recognizer.from_checkpoint(device="cpu")
 
 
 def _word(name: str) -> np.ndarray:
