@@ -4,7 +4,10 @@ each path a user or program takes:
 
 - ``api``: the lean JSON endpoint ``/predict`` (labels and scores, no figure);
 - ``ui``: what the Clip tab's Recognize button runs: ``/classify`` (labels),
-  then the waveform/MFCC figure.
+  then the waveform/MFCC figure;
+- ``bad``: bad uploads through ``/predict`` (an empty file, random bytes, a truncated
+  WAV header, a PNG and an MP4 header named .wav): each must come back as an error
+  answer; its latency is how fast a user hears what is wrong (HTTP users only).
 
 The users speak Gradio's HTTP API (upload, then one POST for the unqueued
 ``/predict``, as the README's curl example does; call and event stream for the
@@ -15,6 +18,7 @@ handler's own time (``server_ms`` of /predict) and the server's resident memory.
 
     python benchmarks/app_load.py --requests 1000 --clients 8
     python benchmarks/app_load.py --paths api --requests 2000 --clients 8 --json
+    python benchmarks/app_load.py --paths bad --requests 200 --clients 1
 """
 
 import argparse
@@ -23,6 +27,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -98,6 +103,26 @@ class HttpUser:
                     return out[0] if len(out) == 1 else out
         raise RuntimeError(f"{api_name}: the event stream ended without a result")
 
+    def rejected(self, clip: Path) -> bool:
+        """Upload a bad file and call /predict: True when the answer is an error with a message."""
+        with clip.open("rb") as f:
+            uploaded = self.http.post("/upload", files={"files": (clip.name, f, "audio/wav")}).json()[0]
+        r = self.http.post("/run/predict", json={"data": [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}, 5]})
+        return r.status_code == 500 and bool(r.json().get("error"))
+
+
+def bad_files(folder: Path) -> list[Path]:
+    """Files a user might upload by mistake, each named .wav."""
+    rng = np.random.default_rng(0)
+    with (EXAMPLES / sorted(p.name for p in EXAMPLES.glob("*.wav"))[0]).open("rb") as f:
+        header = f.read(30)
+    contents = {"empty.wav": b"", "random.wav": rng.bytes(4000), "truncated.wav": header,
+                "image.wav": b"\x89PNG\r\n\x1a\n" + rng.bytes(3000),
+                "movie.wav": b"\x00\x00\x00\x18ftypmp42" + bytes(4000)}
+    for name, data in contents.items():
+        (folder / name).write_bytes(data)
+    return [folder / name for name in contents]
+
 
 class GradioClientUser:
     """One user through gradio_client (what a Python program would use)."""
@@ -113,14 +138,19 @@ class GradioClientUser:
         return self.client.predict(handle_file(str(clip)), *args, api_name=api_name)
 
 
-def run_path(path: str, url: str, pid: int, requests: int, clients: int, client: str) -> dict:
-    clips = sorted(EXAMPLES.glob("*.wav"))
+def run_path(path: str, url: str, pid: int, requests: int, clients: int, client: str, scratch: Path) -> dict:
+    if path == "bad" and client != "http":
+        raise SystemExit("--paths bad speaks the HTTP API: use --client http")
+    clips = bad_files(scratch) if path == "bad" else sorted(EXAMPLES.glob("*.wav"))
     expected = [c.name.split("_")[0] for c in clips]
     users = [(HttpUser if client == "http" else GradioClientUser)(url) for _ in range(clients)]
 
     def one(i: int) -> tuple[float, bool, float | None]:
         user, clip = users[i % clients], clips[i % len(clips)]
         t = time.perf_counter()
+        if path == "bad":
+            ok = user.rejected(clip)  # "wrong" below counts bad files that got no error answer
+            return time.perf_counter() - t, ok, None
         if path == "api":
             out = user.predict(clip, 5, api_name="/predict")
             label, handler_ms = out["label"], out["server_ms"]
@@ -152,7 +182,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--requests", type=int, default=1000)
     p.add_argument("--clients", type=int, default=8)
-    p.add_argument("--paths", nargs="+", choices=["api", "ui"], default=["api", "ui"])
+    p.add_argument("--paths", nargs="+", choices=["api", "ui", "bad"], default=["api", "ui"])
     p.add_argument("--client", choices=["http", "gradio_client"], default="http",
                    help="how the users talk to the server: Gradio's HTTP API over keep-alive connections "
                         "(light: the machine's cores go to the server), or gradio_client (about 120 ms of "
@@ -165,11 +195,14 @@ def main() -> None:
     server = start_server(port, args.checkpoint)
     try:
         for path in args.paths:
-            r = run_path(path, f"http://127.0.0.1:{port}/", server.pid, args.requests, args.clients, args.client)
+            with tempfile.TemporaryDirectory() as scratch:
+                r = run_path(path, f"http://127.0.0.1:{port}/", server.pid, args.requests, args.clients, args.client,
+                             Path(scratch))
             if args.json:
                 print(json.dumps(r))
                 continue
-            what = "/predict (JSON, no figure)" if path == "api" else "/classify + figure (the Clip tab)"
+            what = {"api": "/predict (JSON, no figure)", "ui": "/classify + figure (the Clip tab)",
+                    "bad": "bad uploads to /predict (error answers)"}[path]
             print(f"{what} via {r['client']}: {r['requests']} requests, {r['clients']} concurrent users, "
                   f"{r['wrong']} wrong, "
                   f"{r['requests_per_s']} requests/s")

@@ -123,11 +123,10 @@ def test_garbage_gives_an_error_and_the_server_keeps_serving(client, tmp_path):
     assert _label(client.predict(handle_file(str(good)), api_name="/classify")) == good.name.split("_")[0]
 
 
-def test_bad_uploads_are_rejected_fast_with_one_log_line(server, tmp_path, capfd, caplog):
+def test_bad_uploads_are_rejected_with_one_log_line(server, tmp_path, capfd, caplog):
     """Every kind of bad file, through the README's HTTP recipe (upload, then POST
-    /predict): an error answer within 50 ms, one log line each, no traceback."""
-    import time
-
+    /predict): an error answer with a message, one log line each, no traceback, and the
+    server still answers a good clip. (How fast: benchmarks/app_load.py --paths bad.)"""
     import httpx
     import numpy as np
     import soundfile as sf
@@ -146,20 +145,19 @@ def test_bad_uploads_are_rejected_fast_with_one_log_line(server, tmp_path, capfd
         def call(path):
             with open(path, "rb") as f:
                 name = http.post("gradio_api/upload", files={"files": (path.name, f)}).json()[0]
-            t = time.perf_counter()
-            r = http.post("gradio_api/run/predict",
-                          json={"data": [{"path": name, "meta": {"_type": "gradio.FileData"}}, 5]})
-            return r, 1000 * (time.perf_counter() - t)
+            return http.post("gradio_api/run/predict",
+                             json={"data": [{"path": name, "meta": {"_type": "gradio.FileData"}}, 5]})
 
-        assert call(tmp_path / "silent.wav")[0].status_code == 200  # warm: the first request's own costs
+        assert call(tmp_path / "silent.wav").status_code == 200
         capfd.readouterr()
         caplog.clear()
-        ms = {}
         for name, path in bad.items():
-            r, ms[name] = min((call(path) for _ in range(3)), key=lambda x: x[1])  # the best of 3: a noisy machine
-            assert r.status_code == 500 and r.json()["error"], (name, r.text)
+            for _ in range(3):
+                r = call(path)
+                assert r.status_code == 500 and r.json()["error"], (name, r.text)
         err = capfd.readouterr().err
-    assert max(ms.values()) < 50, ms
+        good = call(EXAMPLE_WAVS[0])
+        assert good.status_code == 200 and good.json()["data"][0]["label"] == EXAMPLE_WAVS[0].name.split("_")[0]
     assert "Traceback" not in err, err  # Gradio prints one for any other exception
     lines = [r.getMessage() for r in caplog.records if r.name == "speechlstm.webui"]
     assert len(lines) == 3 * len(bad) and all(m.startswith("rejected ") and "\n" not in m for m in lines), lines
