@@ -6,7 +6,10 @@ fold into ``runs/cv/fold-K/`` with ``train.sampling.folds/fold`` set (each fold 
 dataset's training and validation speakers whose hash falls in it, and trains on the rest; the
 testing split is never touched), reads the validation figures of each fold's final checkpoint(s)
 and writes their mean, spread and range to ``runs/cv/cv.json``. A choice is made on those, never on
-a test set; the shipped model is then trained on every dev speaker (``folds = 0``)."""
+a test set; the shipped model is then trained on every dev speaker (``train.sampling.dev_all`` with
+``train.optim.keep = "last"``: the fixed schedule the folds chose). A recipe written that way is
+cross-validated as it stands: each fold turns ``dev_all`` off and keeps its best epoch on its held-out
+speakers (what ``best_epoch`` reports)."""
 
 from __future__ import annotations
 
@@ -48,7 +51,7 @@ def cross_validate(recipe_path: str | os.PathLike, out_dir: str | os.PathLike, f
     out_dir = Path(out_dir)
     rows = []
     for k in range(folds):
-        fold = {"train": {"sampling": {"folds": folds, "fold": k}}}
+        fold = {"train": {"sampling": {"folds": folds, "fold": k, "dev_all": False}, "optim": {"keep": "best"}}}
         recipe = load_recipe(recipe_path, variables, merge(overrides or {}, fold))
         log(f"fold {k + 1}/{folds} -> {out_dir / f'fold-{k}'}")
         done = Runner(recipe, out_dir / f"fold-{k}", device=device, progress=progress, max_steps=max_steps,

@@ -71,6 +71,20 @@ def test_cross_validate_runs_the_recipe_once_a_fold_and_resumes(tmp_path):
         cross_validate(recipe, tmp_path / "cv1", folds=1)
 
 
+def test_a_recipe_that_trains_on_every_dev_speaker_is_cross_validated_as_it_stands(tmp_path):
+    """The shipped recipe sets dev_all and keep = "last"; its folds hold speakers out and keep their best."""
+    root = make_fake_dataset(tmp_path / "sc", speakers=10)
+    text = TWO_STAGES.replace("batch_size = 8", 'batch_size = 8\nkeep = "last"\n[defaults.train.sampling]\ndev_all = true')
+    recipe = _write(tmp_path, text, root)
+    result = cross_validate(recipe, tmp_path / "cv", folds=2, device="cpu", progress=False, max_steps=2,
+                            log=lambda _: None)
+    assert [r["fold"] for r in result["rows"]] == [0, 1]
+    for r in result["rows"]:
+        train = TrainConfig.from_dict(load_checkpoint(r["file"]).train)
+        assert (train.sampling.folds, train.sampling.fold, train.sampling.dev_all) == (2, r["fold"], False)
+        assert train.optim.keep == "best"
+
+
 def test_more_data_trains_in_every_fold_but_never_as_a_held_out_speaker(tmp_path):
     import soundfile as sf
 

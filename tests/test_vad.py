@@ -176,8 +176,9 @@ def test_a_command_inside_running_speech_is_dropped_and_the_same_word_alone_is_k
 def test_isolation_is_chunk_size_invariant_and_replays_exactly(rec):
     talk, _ = read_audio(LIBRISPEECH_SAMPLE / "19" / "198" / "19-198-0004.flac", 16000)
     talk = 0.3 * talk / np.abs(talk).max()
-    pause = np.zeros(8000, np.float32)
-    audio = np.concatenate([pause, _word("yes"), pause, talk, pause, _word("stop"), pause, _word("go"), pause])
+    pause, mid = np.zeros(8000, np.float32), len(talk) // 2
+    inside = np.concatenate([talk[:mid], _word("yes"), talk[mid:]])  # a command in running speech: not isolated
+    audio = np.concatenate([pause, _word("yes"), pause, inside, pause, _word("stop"), pause, _word("go"), pause])
     audio += 0.002 * np.random.default_rng(0).standard_normal(len(audio)).astype(np.float32)
     ref = StreamingRecognizer(rec, threshold=0.45, max_word_ms=1200.0)
     want = ref.push(audio, last=True)
