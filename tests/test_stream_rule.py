@@ -222,7 +222,8 @@ def test_sweep_and_calibrate_from_the_command_line(tmp_path, spoken):
     result = json.loads(done.stdout)
     assert result["correct_pct"] == 100.0
     rec = Recognizer.from_checkpoint(device="cpu")  # the one-clip figure: each command's second of the recording
-    seconds = np.stack([audio[int(e.time_ms * 16) : int(e.time_ms * 16) + 16000] for e in truth])
+    starts = [round(e.time_ms * rec.sample_rate / 1000) for e in truth]
+    seconds = np.stack([audio[at : at + rec.clip_samples] for at in starts])
     heard = [rec.labels[i] for i in rec.probabilities(seconds).argmax(1)]
     assert result["clip_accuracy_pct"] == round(100 * np.mean([h == e.label for h, e in zip(heard, truth)]), 2)
     assert result["clip_accuracy_pct"] >= 75.0
