@@ -112,7 +112,6 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
 
-    rng = random.Random(args.seed)
     embedder = Embedder.from_checkpoint(args.embedder)
     rec = Recognizer.from_checkpoint(args.checkpoint, device="cpu")
     roots = args.exclude_speakers_of or [Path("../shared/data/speech_commands_mini")]
@@ -141,8 +140,11 @@ def main(argv=None) -> int:
     rows = []
     for word in words:
         speakers = sorted(s for (w, s), fs in by.items() if w == word and len(fs) >= SHOTS)
-        rng.shuffle(speakers)
+        random.Random(f"{args.seed}/{word}").shuffle(speakers)
         for spk in speakers[: args.speakers]:
+            # each enrolment draws from its own seed: the same speakers and the same clips whatever the
+            # embedder does elsewhere (a refusal), so two embedders are compared on the same trials
+            rng = random.Random(f"{args.seed}/{word}/{spk}")
             mine = by[(word, spk)][:SHOTS]
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
