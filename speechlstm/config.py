@@ -25,9 +25,11 @@ RUNTIME_HELP = ("how the model runs (default auto: on the CPU ONNX Runtime with 
                 "into the cache; eager: PyTorch fp32)")
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any] | None) -> T:
+def from_dict(cls: type[T], data: Mapping[str, Any] | None, base: T | None = None) -> T:
     """Build a config dataclass from a plain dict, rejecting unknown keys; a field that is
-    itself a config dataclass (a section) is built from its own dict the same way."""
+    itself a config dataclass (a section) is built from its own dict the same way, on top of
+    the section's default in ``cls`` (``base``): a partial section keeps the parent's defaults
+    for the keys it leaves out (pretraining's 10 epochs stay 10 when only its seed is given)."""
     data = dict(data or {})
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -43,10 +45,13 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None) -> T:
         if dataclasses.is_dataclass(hints[f.name]):
             if not isinstance(data[f.name], Mapping):
                 raise ConfigError(f"{cls.__name__}.{f.name} is a section: give a table of its keys")
-            data[f.name] = from_dict(hints[f.name], data[f.name])
+            default = getattr(base, f.name) if base is not None else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+            data[f.name] = from_dict(hints[f.name], data[f.name],
+                                     default if dataclasses.is_dataclass(default) else None)
         elif isinstance(data[f.name], list):  # tuples come back from JSON/CSV/TOML as lists
             data[f.name] = tuple(data[f.name])
-    return cls(**data)
+    return dataclasses.replace(base, **data) if base is not None else cls(**data)
 
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
