@@ -3,6 +3,7 @@ import dataclasses
 import pytest
 
 from speechlstm.config import FeatureConfig, ModelConfig, from_dict, merge, to_dict
+from speechlstm.pretrain import PretrainConfig
 from speechlstm.train import TrainConfig
 from speechlstm.errors import ConfigError
 
@@ -40,8 +41,6 @@ def test_a_partial_section_keeps_the_parents_defaults():
     """`--set pretrain.optim.seed=1` changes the seed alone: pretraining keeps its own 10 epochs
     and half-epoch warm-up (not OptimConfig's 60 and 1), and its augmentation keeps speed and
     shift off when only the noise is set."""
-    from speechlstm.pretrain import PretrainConfig
-
     cfg = PretrainConfig.from_dict({"optim": {"seed": 1}, "augment": {"noise_prob": 0.5}})
     assert cfg.optim == dataclasses.replace(PretrainConfig().optim, seed=1)
     assert cfg.augment == dataclasses.replace(PretrainConfig().augment, noise_prob=0.5)
