@@ -8,6 +8,7 @@
 # (here jimbozhang/speechocean762's 250 speakers: `speechlstm corpus` reads its Kaldi data dirs).
 # Never trained on: the benchmark's words (HELD_OUT) and half of MINALI's speakers (CRC-32 of the speaker
 # id odd): benchmarks/enroll.py --exclude-speakers-of OUT_DIR/data leaves every trained speaker out.
+# SEED=N: another run of the recipe (the encoder's pretraining and the word stage both seeded N; default 0).
 set -euo pipefail
 MINI=$1 MINALI=$2 TALK=$3 OUT=$4 TC5=$5
 shift 4
@@ -47,6 +48,6 @@ for f in files:  # read words with enough tokens to be a class; never a held-out
 print(f"{len(count)} words, {sum(count.values())} clips; fewest {min(count.values())}, most {max(count.values())}")
 PYEOF
 $PY -m speechlstm recipe recipes/embedder.toml --out-dir "$OUT" --var data="$OUT/data" --var talk="$TALK" \
-  --var aligned="$TC5"
+  --var aligned="$TC5" ${SEED:+--set pretrain.optim.seed=$SEED --set train.optim.seed=$SEED}
 $PY -m speechlstm make-embedder "$OUT/embedder-words.pt" --clips "$MINI" $(printf -- '--clips %s ' "$@") \
   --talk "$TALK" --skip "$HELD_OUT" --out "$OUT/embedder.pt"
