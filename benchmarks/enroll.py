@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from speechlstm.audio import read_audio
-from speechlstm.enroll import Embedder, WordSpotter, enroll, merge
+from speechlstm.enroll import FALSE_ACCEPT_RATE, Embedder, WordSpotter, enroll, merge
 from speechlstm.checkpoint import load_words
 from speechlstm.errors import EnrollError
 from speechlstm.infer import Recognizer
@@ -108,6 +108,8 @@ def main(argv=None) -> int:
                    "with the embedder's, experiments/embedder.sh's OUT_DIR/data")
     p.add_argument("--embedder", help="embedding model (default: the shipped one)")
     p.add_argument("--checkpoint", help="the recognizer, for clips and streams (default: the shipped commands12 model)")
+    p.add_argument("--false-accept-rate", type=float, default=FALSE_ACCEPT_RATE,
+                   help="each word's threshold: the share of the embedder's held-out negatives it lets through")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
@@ -149,7 +151,8 @@ def main(argv=None) -> int:
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
                 try:
-                    entry = enroll(word, mine, tmp, embedder=embedder, classifier=rec)
+                    entry = enroll(word, mine, tmp, embedder=embedder, classifier=rec,
+                                   false_accept_rate=args.false_accept_rate)
                 except EnrollError as e:
                     rows.append({"word": word, "speaker": spk, "refused": str(e)})
                     print(f"{word} {spk}: refused: {e}", file=sys.stderr)
@@ -181,7 +184,7 @@ def main(argv=None) -> int:
                 with tempfile.TemporaryDirectory() as tmp:
                     try:
                         enroll(word, [f for j, f in enumerate(mine) if j != k], tmp, embedder=embedder,
-                               classifier=rec)
+                               classifier=rec, false_accept_rate=args.false_accept_rate)
                     except EnrollError:
                         same.append(False)
                         continue

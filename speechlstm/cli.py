@@ -416,7 +416,7 @@ def _enroll(args: argparse.Namespace) -> int:
     import time
 
     from .checkpoint import load_words
-    from .enroll import Embedder, enroll, remove
+    from .enroll import FALSE_ACCEPT_RATE, Embedder, enroll, remove
 
     if args.list or args.remove:
         if args.clips or (args.list and args.remove):
@@ -430,7 +430,9 @@ def _enroll(args: argparse.Namespace) -> int:
     if not args.word or not args.clips:
         raise ConfigError("give a word and its recordings: speechlstm enroll WORD CLIP1 CLIP2 CLIP3 ...")
     t0 = time.perf_counter()
-    entry = enroll(args.word, args.clips, args.words, embedder=Embedder.from_checkpoint(args.embedder))
+    rate = FALSE_ACCEPT_RATE if args.false_accept_rate is None else args.false_accept_rate
+    entry = enroll(args.word, args.clips, args.words, embedder=Embedder.from_checkpoint(args.embedder),
+                   false_accept_rate=rate)
     seconds = time.perf_counter() - t0
     print(f"enrolled {entry.name!r} from {len(entry.clips)} recordings in {seconds:.1f} s into {args.words} "
           f"(threshold {entry.threshold:.3f}; the recordings score {min(entry.scores):.2f} to "
@@ -587,6 +589,10 @@ def _args_enroll(en: argparse.ArgumentParser) -> None:
     en.add_argument("--remove", metavar="WORD", help="remove an enrolled word")
     en.add_argument("--list", action="store_true", help="list the enrolled words")
     en.add_argument("--embedder", help="embedding model (default: the shipped checkpoints/embedder.pt)")
+    en.add_argument("--false-accept-rate", type=float, metavar="SHARE",
+                    help="how picky the word is: the share of other words and read speech its threshold lets "
+                    "through (default: speechlstm.enroll.FALSE_ACCEPT_RATE; lower: fewer false accepts, fewer "
+                    "detections)")
 
 def _args_make_embedder(m: argparse.ArgumentParser) -> None:
     m.add_argument("checkpoint", help="a trained classifier (recipes/embedder.toml) whose encoder embeds words")

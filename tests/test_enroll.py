@@ -128,6 +128,20 @@ def test_a_word_like_an_enrolled_word_is_refused_and_remove_frees_it(tmp_path, e
         remove(WORD, tmp_path)
 
 
+def test_the_false_accept_rate_sets_how_many_negatives_clear_the_threshold(tmp_path, embedder, rec, clips):
+    entries = {rate: enroll(WORD, clips[:5], tmp_path / str(rate), embedder=embedder, classifier=rec,
+                            false_accept_rate=rate) for rate in (0.005, 0.05)}
+    through = {}
+    for rate, entry in entries.items():  # the negatives the threshold was set on: half fitted on, half held out
+        scores = embedder.negatives @ np.asarray(entry.weights, np.float32) + entry.bias
+        through[rate] = float(np.mean(scores > entry.threshold))
+        assert rate / 4 <= through[rate] <= rate, (rate, through[rate])
+    assert entries[0.05].threshold < entries[0.005].threshold
+    for bad in (0.0, 0.5, -0.1):
+        with pytest.raises(EnrollError, match="give a share between 0 and 0.5"):
+            enroll(WORD, clips[:5], tmp_path / "bad", embedder=embedder, classifier=rec, false_accept_rate=bad)
+
+
 def test_corrupt_or_foreign_words_files_are_refused(tmp_path, folder, embedder):
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -160,6 +174,8 @@ def test_cli_enroll_list_predict_remove(tmp_path, clips):
     assert code == 0 and out.startswith(f"{WORD}\t5 clips"), out
     code, out = cli("predict", clips[0], "--words", words)
     assert code == 0 and WORD in out, out
+    code, out = cli("enroll", WORD, *clips[:5], "--words", tmp_path / "picky", "--false-accept-rate", "0.001")
+    assert code == 0 and load_words(tmp_path / "picky").words[WORD].threshold > load_words(words).words[WORD].threshold
     code, out = cli("enroll", WORD, *clips[:2], "--words", words)
     assert code != 0 and "give 3 to 10" in out and "Traceback" not in out, out
     code, out = cli("enroll", "--remove", WORD, "--words", words)
