@@ -6,8 +6,9 @@ the model's own negatives (other words and read speech, stored in its checkpoint
 ``enrollment`` entry) with the enrolment clips and copies of them at other speeds (a
 stand-in for other voices), shifts and gains as the positives. Its threshold is the
 score that a held-out half of the negatives clears at most ``false_accept_rate`` of
-the time (default ``FALSE_ACCEPT_RATE``). The classifier and the words share one decision: a word is a part of the
-classifier's ``_unknown_`` (``merge``), so a command is never taken for a word.
+the time (default ``FALSE_ACCEPT_RATE``). The classifier and the words share one
+decision: a word is a part of the classifier's ``_unknown_`` (``merge``), so a command
+is never taken for a word.
 
     >>> spotter = enroll("lights", ["l1.wav", "l2.wav", "l3.wav", "l4.wav", "l5.wav"], "words/")
     >>> Recognizer.from_checkpoint(words="words/").predict_file("l6.wav").label
@@ -238,8 +239,9 @@ def enroll(word: str, sources: Sequence[AudioSource], folder: str | os.PathLike,
     ``folder`` (created, or added to; a word enrolled before is replaced). ``classifier``:
     a ``Recognizer`` whose commands the word must not sound like (default: the shipped clip
     model). ``false_accept_rate``: the share of the embedder's held-out negatives the word's
-    threshold lets through. Raises ``EnrollError`` with what to do for too few clips, silence, clips of
-    different words, or a word too close to a command or to a word enrolled before."""
+    threshold lets through. Raises ``EnrollError`` with what to do for too few clips,
+    silence, clips of different words, or a word too close to a command or to a word
+    enrolled before."""
     embedder = embedder or Embedder.from_checkpoint()
     if classifier is None:
         from .infer import Recognizer  # the same row: infer imports this module at its top
