@@ -16,6 +16,10 @@ For each word and each of ``--speakers`` speakers with at least 5 recordings of 
   (``--checkpoint``'s), over ``--talk-minutes`` of ``--talk`` read speech.
 
 Speakers of ``--exclude-speakers-of`` (the clips the shipped models were trained on) are left out.
+Several ``--false-accept-rate`` and ``--stream-threshold`` values score every try at each, in
+one run: clips are scored once, and each stream runs once through the recognizer and is replayed
+(``stream_eval.replay``) with each head and threshold, which gives the detections a
+StreamingRecognizer with the word gives, without running it again.
 
     python benchmarks/enroll.py --clips /work/data/minali/audio/audio --words zero,one,five,eight \\
         --other ../shared/data/speech_commands_test_mini --talk /work/data/test-clean --json out.json
@@ -35,11 +39,11 @@ from pathlib import Path
 import numpy as np
 
 from speechlstm.audio import read_audio
-from speechlstm.enroll import FALSE_ACCEPT_RATE, Embedder, WordSpotter, enroll, merge
-from speechlstm.checkpoint import load_words
+from speechlstm.enroll import FALSE_ACCEPT_RATE, STREAM_THRESHOLD, Embedder, enroll, merge
 from speechlstm.errors import EnrollError
 from speechlstm.infer import Recognizer
-from speechlstm.stream import StreamingRecognizer, with_words
+from speechlstm.runtime import softmax
+from speechlstm.stream import StreamingRecognizer
 from speechlstm.stream_eval import record, replay
 
 SHOTS = 5
@@ -70,9 +74,15 @@ def talk_audio(root: Path, minutes: float, rate: int) -> np.ndarray:
     return np.concatenate(out)[: int(minutes * 60 * rate)]
 
 
-def stream_hits(rec: Recognizer, spotter: WordSpotter, word: str, clips: list[Path]) -> float:
-    """Other speakers' recordings of the word, 1.5 s apart over quiet noise, through a
-    StreamingRecognizer with the word: the share of them it detects as the word."""
+def hop_embeddings(embedder: Embedder, audio: np.ndarray, times_ms: np.ndarray, rate: int) -> np.ndarray:
+    """The embedding of the 1 s that ends at each hop (what a StreamingRecognizer's words see)."""
+    n, ends = embedder.clip_samples, np.round(times_ms * rate / 1000).astype(int)
+    return np.concatenate([embedder(np.stack([np.pad(audio[max(0, e - n) : e], (max(0, n - e), 0))
+                                              for e in ends[i : i + 512]])) for i in range(0, len(ends), 512)])
+
+
+def word_stream(rec: Recognizer, clips: list[Path]) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """Other speakers' recordings of the word, 1.5 s apart over quiet noise: (audio, their spans in ms)."""
     rate, rng = rec.sample_rate, np.random.default_rng(0)
     gap = round(1.5 * rate)
     parts, spans = [], []
@@ -83,13 +93,36 @@ def stream_hits(rec: Recognizer, spotter: WordSpotter, word: str, clips: list[Pa
         spans.append((at / rate * 1000, (at + len(x)) / rate * 1000))
         at += len(x) + gap
     parts.append((0.003 * rng.standard_normal(gap)).astype(np.float32))
-    rec.set_words(spotter)
-    try:
-        dets = StreamingRecognizer(rec).push(np.concatenate(parts), last=True)
-    finally:
-        rec.set_words(None)
-    heard = [any(d.label == word and a - 200 <= d.time_ms <= b + 1000 for d in dets) for a, b in spans]
-    return float(np.mean(heard)) if heard else float("nan")
+    return np.concatenate(parts), spans
+
+
+class Recorded:
+    """A stream run once through the recognizer (every hop's posteriors) and the embedder (every
+    hop's last second): replayed with a word's head and thresholds, its detections are what a
+    StreamingRecognizer with that word gives (the same numbers, without running it again)."""
+
+    def __init__(self, rec: Recognizer, embedder: Embedder, audio: np.ndarray):
+        self.rec = rec
+        self.recording, _ = record(StreamingRecognizer(rec), audio, [], progress=False)
+        self.z = hop_embeddings(embedder, audio, self.recording.times_ms, rec.sample_rate)  # (hops, D)
+
+    def detections(self, word: str, entry, stream_threshold: float) -> list:
+        labels = list(self.rec.checkpoint.labels)
+        merged = merge(self.recording.probs, labels, head(self.z, entry))
+        config = self.rec.checkpoint.streaming
+        config = dataclasses.replace(config, thresholds={word: stream_threshold, **config.thresholds})
+        return replay(dataclasses.replace(self.recording, probs=merged), labels + [word], config)
+
+
+def head(z: np.ndarray, entry) -> np.ndarray:
+    """(B, D) embeddings -> (B, 1): an enrolled word's probability (0.5 on its threshold), as
+    ``WordSpotter.probabilities`` gives it."""
+    margin = z @ np.asarray(entry.weights, np.float32) + entry.bias - entry.threshold
+    return (1 / (1 + np.exp(-np.clip(margin, -30, 30))))[:, None]
+
+
+def floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x]
 
 
 def main(argv=None) -> int:
@@ -108,14 +141,19 @@ def main(argv=None) -> int:
                    "with the embedder's, experiments/embedder.sh's OUT_DIR/data")
     p.add_argument("--embedder", help="embedding model (default: the shipped one)")
     p.add_argument("--checkpoint", help="the recognizer, for clips and streams (default: the shipped commands12 model)")
-    p.add_argument("--false-accept-rate", type=float, default=FALSE_ACCEPT_RATE,
-                   help="each word's threshold: the share of the embedder's held-out negatives it lets through")
+    p.add_argument("--false-accept-rate", type=floats, default=[FALSE_ACCEPT_RATE], metavar="R[,R...]",
+                   help="each word's threshold: the share of the embedder's held-out negatives it lets through; "
+                   "several: every try is scored at each (one run, the same trials)")
+    p.add_argument("--stream-threshold", type=floats, default=[STREAM_THRESHOLD], metavar="T[,T...]",
+                   help="a word's merged probability that fires in a stream (default enroll.STREAM_THRESHOLD); "
+                   "several, as --false-accept-rate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
 
     embedder = Embedder.from_checkpoint(args.embedder)
     rec = Recognizer.from_checkpoint(args.checkpoint, device="cpu")
+    labels = list(rec.checkpoint.labels)
     roots = args.exclude_speakers_of or [Path("../shared/data/speech_commands_mini")]
     skip = set().union(*(training_speakers(r if r.is_dir() else None) for r in roots))
     by = collections.defaultdict(list)
@@ -124,19 +162,43 @@ def main(argv=None) -> int:
             by[(f.parent.name, speaker(f))].append(f)
     others = sorted(f for d in args.other for f in d.glob("*/*.wav") if not f.parent.name.startswith("_"))
     words = args.words.split(",")
+    rates, stream_thresholds = args.false_accept_rate, args.stream_threshold
+
+    cache: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
+
+    def scored(files: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+        """Files -> the classifier's (B, L) probabilities and the embedder's (B, D) vectors of
+        the clips a Recognizer hears (each file's 1 s around the speech)."""
+        new = [f for f in dict.fromkeys(files) if f not in cache]
+        if new:
+            clips = np.stack([rec.prepare(f)[0] for f in new])
+            for f, pr, z in zip(new, softmax(rec.logits(clips)), embedder(clips)):
+                cache[f] = (pr, z)
+        return (np.stack([cache[f][0] for f in files]), np.stack([cache[f][1] for f in files])) if files else \
+            (np.zeros((0, len(labels))), np.zeros((0, embedder.negatives.shape[1])))
+
+    def heard(files: list[Path], entry) -> np.ndarray:
+        """(B,) bool: the Recognizer with the word alone enrolled labels each file as it."""
+        probs, z = scored(files)
+        return merge(probs, labels, head(z, entry)).argmax(axis=1) == len(labels)
+
+    def enrolled(word: str, clips: list[Path]) -> tuple[dict, float]:
+        """The word enrolled from ``clips`` at each rate: ({rate: EnrolledWord}, seconds the
+        first took: what a user waits for); EnrollError if refused."""
+        out, seconds = {}, 0.0
+        for rate in rates:
+            t0 = time.perf_counter()
+            with tempfile.TemporaryDirectory() as tmp:
+                out[rate] = enroll(word, clips, tmp, embedder=embedder, classifier=rec, false_accept_rate=rate)
+            seconds = seconds or time.perf_counter() - t0
+        return out, seconds
 
     talk = None
     if args.talk:
         t0 = time.perf_counter()
         audio = talk_audio(args.talk, args.talk_minutes, rec.sample_rate)
-        talk_rec, _ = record(StreamingRecognizer(rec), audio, [], progress=False)
-        n = rec.clip_samples
-        ends = np.round(talk_rec.times_ms * rec.sample_rate / 1000).astype(int)
-        windows_z = np.concatenate([embedder(np.stack([np.pad(audio[max(0, e - n) : e], (max(0, n - e), 0))
-                                                       for e in ends[i : i + 512]]))
-                                    for i in range(0, len(ends), 512)])
-        talk = (talk_rec, windows_z, len(audio) / rec.sample_rate / 3600)
-        print(f"read speech: {talk[2] * 60:.1f} min, {len(ends)} hops embedded in {time.perf_counter() - t0:.0f} s",
+        talk = (Recorded(rec, embedder, audio), len(audio) / rec.sample_rate / 3600)
+        print(f"read speech: {talk[1] * 60:.1f} min, {len(talk[0].z)} hops embedded in {time.perf_counter() - t0:.0f} s",
               file=sys.stderr)
 
     rows = []
@@ -148,60 +210,67 @@ def main(argv=None) -> int:
             # embedder does elsewhere (a refusal), so two embedders are compared on the same trials
             rng = random.Random(f"{args.seed}/{word}/{spk}")
             mine = by[(word, spk)][:SHOTS]
-            with tempfile.TemporaryDirectory() as tmp:
-                t0 = time.perf_counter()
-                try:
-                    entry = enroll(word, mine, tmp, embedder=embedder, classifier=rec,
-                                   false_accept_rate=args.false_accept_rate)
-                except EnrollError as e:
-                    rows.append({"word": word, "speaker": spk, "refused": str(e)})
-                    print(f"{word} {spk}: refused: {e}", file=sys.stderr)
-                    continue
-                seconds = time.perf_counter() - t0
-                spotter = WordSpotter(embedder, load_words(tmp))
-                rec.set_words(spotter)
-                theirs = [fs[0] for (w, s), fs in by.items() if w == word and s != spk]
-                rng.shuffle(theirs)
-                hit_other = float(np.mean([p.label == word for p in rec.predict_batch(theirs[: args.others])]))
-                negs = [fs[0] for (w, s), fs in by.items() if w != word and s != spk] + \
-                    [f for f in others if f.parent.name != word]
-                rng.shuffle(negs)
-                fa_words = float(np.mean([p.label == word for p in rec.predict_batch(negs[: args.negatives])]))
-                row = {"word": word, "speaker": spk, "enroll_s": round(seconds, 2), "threshold": entry.threshold,
-                       "other_speakers": hit_other, "other_words": fa_words,
-                       "stream_other_speakers": stream_hits(rec, spotter, word, theirs[: args.stream_clips])}
-                if talk is not None:
-                    talk_rec, z, hours = talk
-                    q = 1 / (1 + np.exp(-(z @ spotter.W.T + spotter.b)))
-                    merged = merge(talk_rec.probs, rec.checkpoint.labels, q)
-                    labels = list(rec.checkpoint.labels) + spotter.names
-                    config = with_words(rec.checkpoint.streaming, spotter.names)  # a StreamingRecognizer's
-                    dets = replay(dataclasses.replace(talk_rec, probs=merged), labels, config)
-                    row["read_speech_per_hour"] = sum(d.label == word for d in dets) / hours
-            rec.set_words(None)
-            same = []
+            try:
+                entries, seconds = enrolled(word, mine)
+            except EnrollError as e:
+                rows.append({"word": word, "speaker": spk, "refused": str(e)})
+                print(f"{word} {spk}: refused: {e}", file=sys.stderr)
+                continue
+            theirs = [fs[0] for (w, s), fs in by.items() if w == word and s != spk]
+            rng.shuffle(theirs)
+            negs = [fs[0] for (w, s), fs in by.items() if w != word and s != spk] + \
+                [f for f in others if f.parent.name != word]
+            rng.shuffle(negs)
+            stream_audio, spans = word_stream(rec, theirs[: args.stream_clips])
+            stream = Recorded(rec, embedder, stream_audio)
+            same = {rate: [] for rate in rates}
             for k in range(SHOTS):  # leave one out: 4 to enrol, the fifth to hear
-                with tempfile.TemporaryDirectory() as tmp:
-                    try:
-                        enroll(word, [f for j, f in enumerate(mine) if j != k], tmp, embedder=embedder,
-                               classifier=rec, false_accept_rate=args.false_accept_rate)
-                    except EnrollError:
-                        same.append(False)
-                        continue
-                    rec.set_words(WordSpotter(embedder, load_words(tmp)))
-                    same.append(rec.predict_file(mine[k]).label == word)
-                    rec.set_words(None)
-            row["same_speaker_4shot"] = float(np.mean(same))
-            rows.append(row)
-            print(json.dumps(row), file=sys.stderr)
+                try:
+                    four = enrolled(word, [f for j, f in enumerate(mine) if j != k])[0]
+                except EnrollError:
+                    four = {}
+                for rate in rates:
+                    same[rate].append(bool(heard([mine[k]], four[rate])[0]) if four else False)
+            for rate in rates:
+                entry = entries[rate]
+                for st in stream_thresholds:
+                    dets = stream.detections(word, entry, st)
+                    row = {"word": word, "speaker": spk, "false_accept_rate": rate, "stream_threshold": st,
+                           "enroll_s": round(seconds, 2), "threshold": entry.threshold,
+                           "same_speaker_4shot": float(np.mean(same[rate])),
+                           "other_speakers": float(np.mean(heard(theirs[: args.others], entry))),
+                           "other_words": float(np.mean(heard(negs[: args.negatives], entry))),
+                           "stream_other_speakers": float(np.mean([
+                               any(d.label == word and a - 200 <= d.time_ms <= b + 1000 for d in dets)
+                               for a, b in spans])) if spans else float("nan")}
+                    if talk is not None:
+                        talk_rec, hours = talk
+                        row["read_speech_per_hour"] = sum(d.label == word for d in
+                                                          talk_rec.detections(word, entry, st)) / hours
+                    rows.append(row)
+                    print(json.dumps(row), file=sys.stderr)
 
-    done = [r for r in rows if "refused" not in r]
     keys = ["same_speaker_4shot", "other_speakers", "stream_other_speakers", "other_words", "read_speech_per_hour",
             "enroll_s"]
-    summary = {"enrolments": len(done), "refused": len(rows) - len(done),
-               **{k: round(statistics.mean(r[k] for r in done), 4) for k in keys if done and k in done[0]},
-               "enroll_s_median": statistics.median(r["enroll_s"] for r in done) if done else None}
+    refused = sum("refused" in r for r in rows)
+    summaries = []
+    for rate in rates:
+        for st in stream_thresholds:
+            done = [r for r in rows if r.get("false_accept_rate") == rate and r.get("stream_threshold") == st]
+            summaries.append({"false_accept_rate": rate, "stream_threshold": st, "enrolments": len(done),
+                              "refused": refused,
+                              **{k: round(statistics.mean(r[k] for r in done), 4) for k in keys
+                                 if done and k in done[0]},
+                              "enroll_s_median": round(statistics.median(r["enroll_s"] for r in done), 3) if done else None})
+    summary = summaries[0] if len(summaries) == 1 else summaries
     print(json.dumps(summary, indent=1))
+    if len(summaries) > 1:
+        print("| rate | stream threshold | same speaker | other speakers | stream | other words | read speech an hour |")
+        print("|---:|---:|---:|---:|---:|---:|---:|")
+        for m in summaries:
+            print(f"| {m['false_accept_rate']:g} | {m['stream_threshold']:g} | "
+                  + " | ".join(f"{100 * m.get(k, float('nan')):.{2 if k == 'other_words' else 1}f}%" for k in keys[:4])
+                  + f" | {m.get('read_speech_per_hour', float('nan')):.2f} |")
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "rows": rows, "args": vars(args)}, indent=1,
                                         default=str))
