@@ -8,7 +8,8 @@
 # (here jimbozhang/speechocean762's 250 speakers: `speechlstm corpus` reads its Kaldi data dirs).
 # Never trained on: the benchmark's words (HELD_OUT) and half of MINALI's speakers (CRC-32 of the speaker
 # id odd): benchmarks/enroll.py --exclude-speakers-of OUT_DIR/data leaves every trained speaker out.
-# SEED=N: another run of the recipe (the encoder's pretraining and the word stage both seeded N; default 0).
+# SEED=N: another run of the recipe (the encoder's pretraining and the word stage both seeded N; default
+# the recipe's 2, the shipped file's run).
 set -euo pipefail
 MINI=$1 MINALI=$2 TALK=$3 OUT=$4 TC5=$5
 shift 4
