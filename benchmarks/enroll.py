@@ -39,11 +39,12 @@ from pathlib import Path
 import numpy as np
 
 from speechlstm.audio import read_audio
-from speechlstm.enroll import FALSE_ACCEPT_RATE, STREAM_THRESHOLD, Embedder, enroll, merge
+from speechlstm.checkpoint import Words
+from speechlstm.enroll import FALSE_ACCEPT_RATE, STREAM_THRESHOLD, Embedder, WordSpotter, enroll, merge
 from speechlstm.errors import EnrollError
 from speechlstm.infer import Recognizer
 from speechlstm.runtime import softmax
-from speechlstm.stream import StreamingRecognizer
+from speechlstm.stream import StreamingRecognizer, with_words
 from speechlstm.stream_eval import record, replay
 
 SHOTS = 5
@@ -106,19 +107,11 @@ class Recorded:
         self.recording, _ = record(StreamingRecognizer(rec), audio, [], progress=False)
         self.z = hop_embeddings(embedder, audio, self.recording.times_ms, rec.sample_rate)  # (hops, D)
 
-    def detections(self, word: str, entry, stream_threshold: float) -> list:
+    def detections(self, spotter: WordSpotter, stream_threshold: float) -> list:
         labels = list(self.rec.checkpoint.labels)
-        merged = merge(self.recording.probs, labels, head(self.z, entry))
-        config = self.rec.checkpoint.streaming
-        config = dataclasses.replace(config, thresholds={word: stream_threshold, **config.thresholds})
-        return replay(dataclasses.replace(self.recording, probs=merged), labels + [word], config)
-
-
-def head(z: np.ndarray, entry) -> np.ndarray:
-    """(B, D) embeddings -> (B, 1): an enrolled word's probability (0.5 on its threshold), as
-    ``WordSpotter.probabilities`` gives it."""
-    margin = z @ np.asarray(entry.weights, np.float32) + entry.bias - entry.threshold
-    return (1 / (1 + np.exp(-np.clip(margin, -30, 30))))[:, None]
+        merged = merge(self.recording.probs, labels, spotter.probabilities_of(self.z))
+        config = with_words(self.rec.checkpoint.streaming, spotter.names, stream_threshold)
+        return replay(dataclasses.replace(self.recording, probs=merged), labels + spotter.names, config)
 
 
 def floats(text: str) -> list[float]:
@@ -177,20 +170,22 @@ def main(argv=None) -> int:
         return (np.stack([cache[f][0] for f in files]), np.stack([cache[f][1] for f in files])) if files else \
             (np.zeros((0, len(labels))), np.zeros((0, embedder.negatives.shape[1])))
 
-    def heard(files: list[Path], entry) -> np.ndarray:
-        """(B,) bool: the Recognizer with the word alone enrolled labels each file as it."""
+    def heard(files: list[Path], spotter: WordSpotter) -> np.ndarray:
+        """(B,) bool: the Recognizer with the spotter's word labels each file as it."""
         probs, z = scored(files)
-        return merge(probs, labels, head(z, entry)).argmax(axis=1) == len(labels)
+        return merge(probs, labels, spotter.probabilities_of(z)).argmax(axis=1) == len(labels)
 
     def enrolled(word: str, clips: list[Path]) -> tuple[dict, float]:
-        """The word enrolled from ``clips`` at each rate: ({rate: EnrolledWord}, seconds the
-        first took: what a user waits for); EnrollError if refused."""
+        """The word enrolled from ``clips`` at each rate: ({rate: WordSpotter}, seconds the
+        first rate's enrolment took: what a user waits for); EnrollError if refused."""
         out, seconds = {}, 0.0
         for rate in rates:
             t0 = time.perf_counter()
             with tempfile.TemporaryDirectory() as tmp:
-                out[rate] = enroll(word, clips, tmp, embedder=embedder, classifier=rec, false_accept_rate=rate)
-            seconds = seconds or time.perf_counter() - t0
+                entry = enroll(word, clips, tmp, embedder=embedder, classifier=rec, false_accept_rate=rate)
+            if rate == rates[0]:
+                seconds = time.perf_counter() - t0
+            out[rate] = WordSpotter(embedder, Words(embedder.digest, embedder.kind, {entry.name: entry}))
         return out, seconds
 
     talk = None
@@ -211,7 +206,7 @@ def main(argv=None) -> int:
             rng = random.Random(f"{args.seed}/{word}/{spk}")
             mine = by[(word, spk)][:SHOTS]
             try:
-                entries, seconds = enrolled(word, mine)
+                spotters, seconds = enrolled(word, mine)
             except EnrollError as e:
                 rows.append({"word": word, "speaker": spk, "refused": str(e)})
                 print(f"{word} {spk}: refused: {e}", file=sys.stderr)
@@ -232,21 +227,22 @@ def main(argv=None) -> int:
                 for rate in rates:
                     same[rate].append(bool(heard([mine[k]], four[rate])[0]) if four else False)
             for rate in rates:
-                entry = entries[rate]
+                spotter = spotters[rate]
+                clip_scores = {"same_speaker_4shot": float(np.mean(same[rate])),
+                               "other_speakers": float(np.mean(heard(theirs[: args.others], spotter))),
+                               "other_words": float(np.mean(heard(negs[: args.negatives], spotter)))}
                 for st in stream_thresholds:
-                    dets = stream.detections(word, entry, st)
+                    dets = stream.detections(spotter, st)
                     row = {"word": word, "speaker": spk, "false_accept_rate": rate, "stream_threshold": st,
-                           "enroll_s": round(seconds, 2), "threshold": entry.threshold,
-                           "same_speaker_4shot": float(np.mean(same[rate])),
-                           "other_speakers": float(np.mean(heard(theirs[: args.others], entry))),
-                           "other_words": float(np.mean(heard(negs[: args.negatives], entry))),
+                           "enroll_s": round(seconds, 2), "threshold": spotter.words.words[word].threshold,
+                           **clip_scores,
                            "stream_other_speakers": float(np.mean([
                                any(d.label == word and a - 200 <= d.time_ms <= b + 1000 for d in dets)
                                for a, b in spans])) if spans else float("nan")}
                     if talk is not None:
                         talk_rec, hours = talk
                         row["read_speech_per_hour"] = sum(d.label == word for d in
-                                                          talk_rec.detections(word, entry, st)) / hours
+                                                          talk_rec.detections(spotter, st)) / hours
                     rows.append(row)
                     print(json.dumps(row), file=sys.stderr)
 

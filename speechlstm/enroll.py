@@ -132,7 +132,11 @@ class WordSpotter:
         return self.embedder(clips) @ self.W.T + self.b
 
     def probabilities(self, clips: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-np.clip(self.scores(clips), -30, 30)))
+        return self.probabilities_of(self.embedder(clips))
+
+    def probabilities_of(self, z: np.ndarray) -> np.ndarray:
+        """(B, D) embeddings (``Embedder``'s) -> (B, W) probabilities."""
+        return 1.0 / (1.0 + np.exp(-np.clip(z @ self.W.T + self.b, -30, 30)))
 
 
 def merge(probs: np.ndarray, labels: Sequence[str], words: np.ndarray) -> np.ndarray:

@@ -128,9 +128,10 @@ def gate_detections(detections: list[Detection], segments: SpeechSegments,
     return [d for d in (isolation_verdict(segments, det, config) for det in detections) if d]
 
 
-def with_words(config: StreamConfig, words: Sequence[str]) -> StreamConfig:
-    """The rule with enrolled ``words``: each fires where its head clears its own threshold."""
-    return dataclasses.replace(config, thresholds={**{w: WORD_THRESHOLD for w in words}, **config.thresholds})
+def with_words(config: StreamConfig, words: Sequence[str], threshold: float = WORD_THRESHOLD) -> StreamConfig:
+    """The rule with enrolled ``words``: each fires where its merged probability clears
+    ``threshold`` (default ``enroll.STREAM_THRESHOLD``)."""
+    return dataclasses.replace(config, thresholds={**{w: threshold for w in words}, **config.thresholds})
 
 
 class StreamingRecognizer:
