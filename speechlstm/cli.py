@@ -137,11 +137,9 @@ def _cv(args: argparse.Namespace) -> int:
 
 
 def _args_pretrain(pt: argparse.ArgumentParser) -> None:
-    pt.add_argument("corpus", nargs="+", help="root of speaker/chapter/*.flac with *.trans.txt transcripts "
-                    "(or a Kaldi data dir); several are pooled")
-    pt.add_argument("--aligned", required=True, type=Path, nargs="+",
-                    help="what `speechlstm corpus CORPUS --out DIR` wrote (DIR or DIR/alignments.jsonl), "
-                         "one for each corpus, in the same order")
+    pt.add_argument("corpus", help="root of speaker/chapter/*.flac with *.trans.txt transcripts")
+    pt.add_argument("--aligned", required=True, type=Path,
+                    help="what `speechlstm corpus CORPUS --out DIR` wrote (DIR or DIR/alignments.jsonl)")
     pt.add_argument("--out", required=True, type=Path, help="encoder file to write (for train --init-from)")
     pt.add_argument("--noise", metavar="DIR", help="background noise .wav files mixed in (e.g. _background_noise_)")
     pt.add_argument("--epochs", type=int)

@@ -5,8 +5,7 @@ classifier uses (MFCC -> convolution -> BiLSTM, ``KeywordBiLSTM.encode``)
 learns to name the phone at each of its steps in 1 s windows of that speech;
 ``speechlstm train --init-from`` then starts the command classifier from it.
 
-Several corpora, each with its own alignments, are pooled into one set of
-utterances. Windows are drawn at random inside utterances; a fixed share of the speakers
+Windows are drawn at random inside utterances; a fixed share of the speakers
 (a hash of the id) is held out and chooses the best epoch by frame accuracy.
 Waveform augmentation keeps timing intact (gain and background noise only):
 the labels are times."""
@@ -22,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -113,16 +112,6 @@ class PhoneCorpus:
             loaded = list(tqdm(pool.map(one, utts), total=len(utts), desc="reading aligned speech", unit="utt",
                                disable=not progress))
         return cls([a for a, _ in loaded], [p for _, p in loaded], [u.speaker for u in utts], sample_rate)
-
-    @classmethod
-    def join(cls, parts: Sequence["PhoneCorpus"]) -> "PhoneCorpus":
-        """One corpus of several; with more than one, speaker ids get the part's index
-        (``1/0003``) so that two corpora's speaker 19 stay two speakers."""
-        if len({p.sample_rate for p in parts}) != 1:
-            raise DataError("corpora at different sample rates cannot be joined")
-        tag = (lambda k, s: f"{k}/{s}") if len(parts) > 1 else (lambda k, s: s)
-        return cls([a for p in parts for a in p.audio], [x for p in parts for x in p.phones],
-                   [tag(k, s) for k, p in enumerate(parts) for s in p.speakers], parts[0].sample_rate)
 
     def subset(self, keep: list[bool]) -> "PhoneCorpus":
         pick = [i for i, k in enumerate(keep) if k]
@@ -241,29 +230,16 @@ class PhoneJob:
         return {"val_frame_acc": frame_accuracy(model, *self.val, self.device)}
 
 
-PathOrPaths = str | os.PathLike | Sequence[str | os.PathLike]
-
-
-def _paths(value: PathOrPaths) -> list[Path]:
-    return [Path(value)] if isinstance(value, (str, os.PathLike)) else [Path(v) for v in value]
-
-
-def pretrain(corpus: PathOrPaths, aligned: PathOrPaths, out: str | os.PathLike,
+def pretrain(corpus: str | os.PathLike, aligned: str | os.PathLike, out: str | os.PathLike,
              cfg: PretrainConfig = PretrainConfig(), features: FeatureConfig = FeatureConfig(),
              model_cfg: ModelConfig = ModelConfig(), *, noise_dir: str | os.PathLike | None = None,
              device: str = "auto", resume: bool = False, progress: bool = True,
              max_steps: int | None = None) -> dict[str, float]:
-    """Pretrain the encoder on ``corpus`` aligned into ``aligned`` (or on several
-    corpora, each with its alignments: two lists of the same length) and write the
+    """Pretrain the encoder on ``corpus`` aligned into ``aligned`` and write the
     best epoch (held-out speakers' frame accuracy) to ``out``. Returns its metrics."""
     out, started = Path(out), time.time()
-    corpora, alignments = _paths(corpus), _paths(aligned)
-    if not corpora or len(corpora) != len(alignments):
-        raise ConfigError(f"{len(corpora)} corpora and {len(alignments)} alignments: "
-                          "each corpus needs its own (`speechlstm corpus CORPUS --out DIR`)")
     dist, dev = place(device)
-    data = PhoneCorpus.join([PhoneCorpus.load(c, a, features.sample_rate, progress and dist.main)
-                             for c, a in zip(corpora, alignments)])
+    data = PhoneCorpus.load(corpus, aligned, features.sample_rate, progress and dist.main)
     val_mask = [held_out(s, cfg.validation_pct) for s in data.speakers]
     train_set, val_set = data.subset([not v for v in val_mask]), data.subset(val_mask)
     if not train_set.audio or not val_set.audio:
@@ -277,15 +253,11 @@ def pretrain(corpus: PathOrPaths, aligned: PathOrPaths, out: str | os.PathLike,
     torch.manual_seed(cfg.optim.seed)
     model = PhoneticModel(features, model_cfg, len(PHONES)).to(dev)
 
-    def one_or_list(paths: list[Path]) -> str | list[str]:
-        resolved = [str(p.resolve()) for p in paths]
-        return resolved[0] if len(resolved) == 1 else resolved
-
     def save(judged: nn.Module, row: dict[str, Any]) -> None:
         metrics = {"val_frame_acc": round(row["val_frame_acc"], 5), "train_frame_acc": row["train_acc"],
                    "best_epoch": row["best_epoch"]}
         save_encoder(Encoder(features, model_cfg, to_dict(cfg), list(PHONES), judged.encoder_state(), metrics, {
-            "corpus": one_or_list(corpora), "aligned": one_or_list(alignments),
+            "corpus": str(Path(corpus).resolve()), "aligned": str(Path(aligned).resolve()),
             "noise": str(Path(noise_dir).resolve()) if noise_dir is not None else None,
             "hours": round(train_set.seconds / 3600, 3), "speakers": len(set(train_set.speakers)),
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -19,12 +19,11 @@ A recipe is a list of stages run in order, each writing ``DIR/NAME.pt`` (or
 
 Inputs of a ``train`` stage: ``data_dir``, ``talk_dir``, ``extra_data``, ``more_data``,
 ``init_from``, ``teachers``, ``mine_with``; config ``features``, ``model``, ``train``.
-``pretrain``: ``corpus``, ``aligned`` (two lists of the same length for several corpora),
-``noise_dir``; config ``features``, ``model``, ``pretrain``. ``calibrate``: ``checkpoint``
-(several: each is calibrated and the best on the validation recordings, by ``Limits.better``,
-is kept), ``audio``, ``labels``, ``speech_audio``, ``limits`` (``stream_eval.Limits`` fields).
-A reference to a stage with several seeds stands for all of their files in a list
-(``teachers = ["{teacher}"]``).
+``pretrain``: ``corpus``, ``aligned``, ``noise_dir``; config ``features``, ``model``,
+``pretrain``. ``calibrate``: ``checkpoint`` (several: each is calibrated and the best on
+the validation recordings, by ``Limits.better``, is kept), ``audio``, ``labels``,
+``speech_audio``, ``limits`` (``stream_eval.Limits`` fields). A reference to a stage with several seeds
+stands for all of their files in a list (``teachers = ["{teacher}"]``).
 
 A finished stage is skipped when run again with the same settings (``DIR/recipe-state.json``);
 an interrupted one resumes. Under ``torchrun`` every process runs the stages and
@@ -54,7 +53,7 @@ KINDS = ("train", "pretrain", "calibrate")
 _INPUTS = {
     "train": {"data_dir": str, "talk_dir": str, "extra_data": list, "more_data": list, "init_from": str,
               "teachers": list, "mine_with": str},
-    "pretrain": {"corpus": (str, list), "aligned": (str, list), "noise_dir": str},
+    "pretrain": {"corpus": str, "aligned": str, "noise_dir": str},
     "calibrate": {"checkpoint": (str, list), "audio": list, "labels": list, "speech_audio": list},
 }
 _SECTIONS = {"train": ("features", "model", "train"), "pretrain": ("features", "model", "pretrain"),

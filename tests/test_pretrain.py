@@ -27,7 +27,7 @@ def _fake_aligned(tmp_path):
     form: each word one phone, 100 ms of SIL at each word's edges."""
     root = make_fake_librispeech(tmp_path / "ls")
     out = tmp_path / "aligned"
-    out.mkdir(parents=True)
+    out.mkdir()
     lines = []
     for trans in sorted(root.rglob("*.trans.txt")):
         for line in trans.read_text().splitlines():
@@ -97,30 +97,6 @@ def test_pretrain_learns_phones_and_training_starts_from_the_encoder(tmp_path, f
         load_checkpoint(enc_path)
     with pytest.raises(CheckpointError, match="not a pretrained encoder"):
         load_encoder(out)
-
-
-def test_pretrain_pools_several_corpora_each_with_its_alignments(tmp_path):
-    from speechlstm.cli import main
-
-    (a, a_aligned), (b, b_aligned) = _fake_aligned(tmp_path / "a"), _fake_aligned(tmp_path / "b")
-    one = PhoneCorpus.load(a, a_aligned, SR, progress=False)
-    both = PhoneCorpus.join([one, PhoneCorpus.load(b, b_aligned, SR, progress=False)])
-    # the two fake corpora share speaker ids: joined, they stay eight speakers, not four
-    assert len(both.audio) == 2 * len(one.audio) and both.seconds == 2 * one.seconds
-    assert sorted(set(both.speakers)) == sorted(f"{k}/{s}" for k in (0, 1) for s in set(one.speakers))
-    assert PhoneCorpus.join([one]).speakers == one.speakers  # one corpus keeps its ids
-
-    out = tmp_path / "enc.pt"
-    assert main(["pretrain", str(a), str(b), "--aligned", str(a_aligned), str(b_aligned), "--out", str(out),
-                 "--epochs", "1", "--max-steps", "1", "--set", "model.hidden_size=16", "--set",
-                 "model.conv_channels=16", "--set", "pretrain.validation_pct=30", "--device", "cpu", "--quiet"]) == 0
-    enc = load_encoder(out)
-    assert enc.provenance["corpus"] == [str(a.resolve()), str(b.resolve())]
-    assert enc.provenance["aligned"] == [str(a_aligned.resolve()), str(b_aligned.resolve())]
-    train_speakers = {s for s in both.speakers if not held_out(s, 30.0)}
-    assert 0 < enc.provenance["speakers"] == len(train_speakers) < 8
-    with pytest.raises(ConfigError, match="2 corpora and 1 alignments"):
-        pretrain([a, b], [a_aligned], tmp_path / "x.pt", progress=False, device="cpu")
 
 
 def test_pretrain_needs_phone_alignments(tmp_path):

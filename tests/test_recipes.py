@@ -86,26 +86,6 @@ def test_bad_recipes_are_refused_when_read(tmp_path, old, new, message):
         load_recipe(_write(tmp_path, TWO_STAGES.replace(old, new)))
 
 
-def test_a_pretrain_stage_reads_one_corpus_or_several(tmp_path):
-    text = """
-description = "an encoder pretrained on two aligned corpora"
-[vars]
-a = "A"
-b = "B"
-[[stage]]
-name = "encoder"
-kind = "pretrain"
-corpus = CORPUS
-aligned = ["{a}-aligned", "{b}-aligned"]
-"""
-    recipe = load_recipe(_write(tmp_path, text.replace("CORPUS", '["{a}", "{b}"]')))
-    runner = Runner(recipe, tmp_path)
-    assert [runner.resolve(recipe.stage("encoder").inputs[k]) for k in ("corpus", "aligned")] == \
-        [["A", "B"], ["A-aligned", "B-aligned"]]
-    with pytest.raises(ConfigError, match="corpus must be a str or list"):
-        load_recipe(_write(tmp_path, text.replace("CORPUS", "3")))
-
-
 def test_recipe_errors_are_clear(tmp_path):
     with pytest.raises(ConfigError, match="no such recipe"):
         load_recipe(tmp_path / "none.toml")
