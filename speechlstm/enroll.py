@@ -127,15 +127,12 @@ class WordSpotter:
     def load(cls, folder: str | os.PathLike, embedder: Embedder | None = None) -> "WordSpotter":
         return cls(embedder or Embedder.from_checkpoint(), load_words(folder))
 
-    def scores(self, clips: np.ndarray) -> np.ndarray:
-        """(B, S) clips -> (B, W) margins over each word's threshold (> 0: heard)."""
-        return self.embedder(clips) @ self.W.T + self.b
-
     def probabilities(self, clips: np.ndarray) -> np.ndarray:
         return self.probabilities_of(self.embedder(clips))
 
     def probabilities_of(self, z: np.ndarray) -> np.ndarray:
-        """(B, D) embeddings (``Embedder``'s) -> (B, W) probabilities."""
+        """(B, D) embeddings (``Embedder``'s) -> (B, W) probabilities: the sigmoid of each
+        word's margin over its threshold (> 0: heard)."""
         return 1.0 / (1.0 + np.exp(-np.clip(z @ self.W.T + self.b, -30, 30)))
 
 
