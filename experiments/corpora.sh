@@ -9,8 +9,15 @@
 #                        its testing split (the canonical test set every evaluation here comes from)
 #   $EXTRA/precise/      MycroftAI/Precise-Community-Data, public domain: not-wake-words/en, athena/en,
 #                        amelia/en (never heysavant/: non-commercial), one folder each (all non-commands)
+#   $EXTRA/minali/       Minali24/Identify-Speech-Commands audio/audio: 5,000 Speech Commands v0.01 clips
+#   $EXTRA/speechocean762/, $EXTRA/so762/   jimbozhang/speechocean762 (WAVE, train, test) and its words,
+#                        force-aligned
+#   $EXTRA/words/        speechlstm wordset: minali's clips and the words of tc5 and so762, no speaker of
+#                        $MINI (the commands model's own data) and none of the testing split: what
+#                        word-level pretraining trains on (docs/training.md)
 set -euo pipefail
 EXTRA=${EXTRA:-/work/extra} MIRROR=${MIRROR:-/work/.mirror} TC5=${TC5:-/work/data/train-clean-5}
+MINI=${MINI:-../shared/data/speech_commands_mini}
 PY=${PY:-python}
 gitdir() { local g=$MIRROR/$1/repo; [[ -d $g/.git ]] && g=$g/.git; echo "$g"; }
 mkdir -p "$EXTRA"
@@ -47,3 +54,12 @@ done
 for d in "$EXTRA"/precise/*; do echo "precise/$(basename "$d"): $(ls "$d" | wc -l) clips"; done
 
 $PY -m speechlstm corpus "$TC5" --out "$EXTRA/tc5" --words all --jobs "${JOBS:-2}"
+
+rm -rf "$EXTRA/minali" "$EXTRA/speechocean762"
+mkdir -p "$EXTRA/minali" "$EXTRA/speechocean762"
+git --git-dir="$(gitdir Minali24+Identify-Speech-Commands)" archive HEAD audio/audio | tar -x -C "$EXTRA/minali"
+git --git-dir="$(gitdir jimbozhang+speechocean762)" archive HEAD WAVE train test | tar -x -C "$EXTRA/speechocean762"
+$PY -m speechlstm corpus "$EXTRA/speechocean762" --out "$EXTRA/so762" --words all --jobs "${JOBS:-2}"
+rm -rf "$EXTRA/words"
+$PY -m speechlstm wordset "$EXTRA/words" --commands "$EXTRA/minali/audio/audio" --corpus "$EXTRA/tc5" \
+  --corpus "$EXTRA/so762" --exclude-speakers-of "$MINI" --noise "$MINI/_background_noise_"

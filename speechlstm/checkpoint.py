@@ -114,7 +114,12 @@ class Encoder:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def encoder_weights(self) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in self.state_dict.items() if k.startswith(ENCODER_PREFIXES)}
+        return encoder_weights(self.state_dict)
+
+
+def encoder_weights(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The front end, convolution and BiLSTM of a model's weights: what starts another task's model."""
+    return {k: v for k, v in state_dict.items() if k.startswith(ENCODER_PREFIXES)}
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:

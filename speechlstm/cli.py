@@ -43,8 +43,9 @@ def _args_train(t: argparse.ArgumentParser) -> None:
                    help="read speech in the LibriSpeech layout, crops of it as _unknown_ rows (train.windows.talk_ratio); "
                         "utterances with a command word are not used")
     t.add_argument("--init-from", metavar="FILE",
-                   help="start from a pretrained encoder (`speechlstm pretrain`) or fine-tune a trained "
-                        "checkpoint with the same labels (same feature/model settings)")
+                   help="start from a pretrained encoder (`speechlstm pretrain`), fine-tune a trained "
+                        "checkpoint with the same labels, or start from the encoder of one with other labels "
+                        "(a word classifier: `speechlstm wordset`) (same feature/model settings)")
     t.add_argument("--mine-with", metavar="CKPT",
                    help="draw train.mining.share of the --talk rows from this model's false alarms on them "
                         "(windows where it gives a command >= train.mining.min_score)")
@@ -571,6 +572,29 @@ def _args_corpus(co: argparse.ArgumentParser) -> None:
     co.add_argument("--jobs", type=int, help="parallel alignment processes (default: every core)")
     co.add_argument("--quiet", action="store_true")
 
+def _args_wordset(ws: argparse.ArgumentParser) -> None:
+    ws.add_argument("out", type=Path, help="the folder to write (new or empty): word/ links, lists, wordset.json")
+    ws.add_argument("--commands", action="append", metavar="DIR",
+                    help="Speech Commands clips (word/<speaker>_nohash_<n>.wav) of more speakers (repeatable; "
+                         "speakers of the dataset's testing split left out)")
+    ws.add_argument("--corpus", action="append", metavar="DIR",
+                    help="word clips of `speechlstm corpus` (repeatable)")
+    ws.add_argument("--exclude-speakers-of", action="append", metavar="DIR",
+                    help="leave out every speaker of this Speech Commands tree (the commands model's own data)")
+    ws.add_argument("--min-clips", type=int, default=25, help="a read word's clips to be a class (default 25)")
+    ws.add_argument("--noise", metavar="DIR", help="background noise (default: the first --commands tree's)")
+
+
+def _wordset(args: argparse.Namespace) -> int:
+    from .wordset import build_wordset
+
+    r = build_wordset(args.out, tuple(args.commands or ()), tuple(args.corpus or ()), min_clips=args.min_clips,
+                      exclude_speakers_of=tuple(args.exclude_speakers_of or ()), noise_dir=args.noise)
+    print(f"{args.out}: {r.words} words, {r.training} training and {r.validation} validation clips" +
+          "".join(f"; left out {n}: {why}" for why, n in r.left_out.items()))
+    return 0
+
+
 def _args_live(lv: argparse.ArgumentParser) -> None:
     _add_stream_options(lv, device_flag="--model-device")
     lv.add_argument("--device", help="input device name or index (see --list-devices)")
@@ -632,6 +656,8 @@ COMMANDS = (  # name, help, its arguments, what it runs
     ("calibrate-stream", "choose the streaming rule (per-command thresholds) on validation recordings",
      _args_calibrate_stream, _calibrate_stream),
     ("corpus", "force-align a LibriSpeech-layout corpus (PocketSphinx) into word clips", _args_corpus, _corpus),
+    ("wordset", "link more speakers' commands and aligned read words into one folder of many words "
+     "(word-level pretraining)", _args_wordset, _wordset),
     ("live", "recognize commands from the microphone (or a recording)", _args_live, _live),
     ("download", "download and extract the Speech Commands dataset", _args_download, _download),
     ("make-embedder", "store other words' and read speech's embeddings in a checkpoint: an enrolment model",

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .augment import AugmentConfig, Augmenter
-from .checkpoint import Checkpoint, load_checkpoint, load_initial, save_checkpoint
+from .checkpoint import Checkpoint, encoder_weights, load_checkpoint, load_initial, save_checkpoint
 from .config import FeatureConfig, ModelConfig, from_dict, to_dict
 from .data import SamplingConfig, SpeechCommands, SplitSet
 from .distill import DistillConfig, Distillation, load_teachers
@@ -145,9 +145,10 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
     continues from). Inputs: ``data_dir`` (Speech Commands); ``extra_data`` (word/*.wav
     folders: ``sampling.synth_ratio``, ``sampling.extra_unknown_ratio``); ``more_data`` (more
     Speech Commands clips, minus the testing split's speakers); ``talk_dir`` (read speech,
-    ``windows.talk_ratio``); ``init_from`` (a pretrained encoder, or a classifier with these
-    labels to fine-tune); ``teachers`` (``distill``); ``mine_with`` (``mining``). ``max_steps``
-    caps steps per epoch (smoke tests); ``clock`` times every stage of a step."""
+    ``windows.talk_ratio``); ``init_from`` (a pretrained encoder, a classifier with these
+    labels to fine-tune, or another task's classifier: its encoder); ``teachers``
+    (``distill``); ``mine_with`` (``mining``). ``max_steps`` caps steps per epoch (smoke
+    tests); ``clock`` times every stage of a step."""
     out, started = Path(out), time.time()
     dist, dev = place(device)
     if dist.main:
@@ -230,8 +231,10 @@ def _start_from(net: KeywordBiLSTM, path: str | os.PathLike, features: FeatureCo
     if (init_features, init_model) != (features, model_cfg):
         raise ConfigError(f"{path}: made with other feature/model settings ({init_features}, {init_model}); "
                           "train with the same ones")
-    if init_labels is not None and init_labels != labels:
-        raise ConfigError(f"{path}: its labels {init_labels} are not this task's {labels}")
+    if init_labels is not None and init_labels != labels:  # another task's classifier (e.g. of many words)
+        tqdm.write(f"{path}: a classifier of {len(init_labels)} other labels; starting from its front end, "
+                   "convolution and BiLSTM")
+        weights, init_labels = encoder_weights(weights), None
     net.load_state_dict(weights, strict=init_labels is not None)
 
 
