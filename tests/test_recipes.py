@@ -115,7 +115,7 @@ def test_the_shipped_recipes_describe_the_shipped_models():
         assert made["model"] == shipped.model, recipe_name
         assert made["train"] == TrainConfig.from_dict(shipped.train), recipe_name
     shipped = load_recipe(ROOT / "recipes" / "commands12.toml")
-    assert [s.kind for s in shipped.stages] == ["pretrain", "train", "train", "train", "calibrate"]
+    assert [s.kind for s in shipped.stages] == ["pretrain", "train", "train", "train", "train", "calibrate"]
 
 
 def test_a_calibrate_stage_keeps_the_candidate_best_on_validation(tmp_path):
