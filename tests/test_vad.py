@@ -157,7 +157,8 @@ def test_a_command_inside_running_speech_is_dropped_and_the_same_word_alone_is_k
     talk, _ = read_audio(LIBRISPEECH_SAMPLE / "19" / "198" / "19-198-0004.flac", 16000)
     talk = 0.3 * talk / np.abs(talk).max()
     yes, mid, pause = _word("yes"), len(talk) // 2, np.zeros(16000, np.float32)
-    inside = np.concatenate([pause, talk[:mid], yes, talk[mid:], pause])
+    gap = np.zeros(800, np.float32)  # 50 ms each side: the model hears the word, the talk runs on around it
+    inside = np.concatenate([pause, talk[:mid], gap, yes, gap, talk[mid:], pause])
     plain = StreamingRecognizer(rec, threshold=0.45, max_word_ms=None)
     fired = plain.push(inside, last=True)
     assert "yes" in [d.label for d in fired]  # the model alone hears it (and a false alarm in the talk)
@@ -177,7 +178,8 @@ def test_isolation_is_chunk_size_invariant_and_replays_exactly(rec):
     talk, _ = read_audio(LIBRISPEECH_SAMPLE / "19" / "198" / "19-198-0004.flac", 16000)
     talk = 0.3 * talk / np.abs(talk).max()
     pause, mid = np.zeros(8000, np.float32), len(talk) // 2
-    inside = np.concatenate([talk[:mid], _word("yes"), talk[mid:]])  # a command in running speech: not isolated
+    gap = np.zeros(1120, np.float32)  # 70 ms each side (60-80 ms: the model hears it, the talk runs on)
+    inside = np.concatenate([talk[:mid], gap, _word("yes"), gap, talk[mid:]])  # in running speech: not isolated
     audio = np.concatenate([pause, _word("yes"), pause, inside, pause, _word("stop"), pause, _word("go"), pause])
     audio += 0.002 * np.random.default_rng(0).standard_normal(len(audio)).astype(np.float32)
     ref = StreamingRecognizer(rec, threshold=0.45, max_word_ms=1200.0)
