@@ -80,13 +80,13 @@ class SpeechCommandsIndex:
         root = Path(root)
         if not root.is_dir():
             raise DataError(f"{root}: not a directory")
-        word_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+        word_dirs = word_folders(root)
         if not word_dirs:
             raise DataError(f"{root}: no word folders (expected the Speech Commands layout yes/, no/, ...)")
         val_list, test_list = root / "validation_list.txt", root / "testing_list.txt"
         if val_list.is_file() and test_list.is_file():
-            split_of = {rel: "validation" for rel in _read_list(val_list)}
-            split_of.update({rel: "test" for rel in _read_list(test_list)})
+            split_of = {rel: "validation" for rel in read_list(val_list)}
+            split_of.update({rel: "test" for rel in read_list(test_list)})
             source = "lists"
         else:
             split_of, source = None, "hash"
@@ -124,7 +124,7 @@ class SpeechCommandsIndex:
         if not root.is_dir():
             raise DataError(f"{root}: not a directory")
         found = [Clip(str(f), d.name, "train", synthetic=not same_dataset, more=same_dataset)
-                 for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+                 for d in word_folders(root)
                  for f in wav_files(d)
                  if not (same_dataset and hash_split(f"{d.name}/{f.name}") == "test")]
         if not found:
@@ -134,7 +134,12 @@ class SpeechCommandsIndex:
         return len(found)
 
 
-def _read_list(path: Path) -> list[str]:
+def word_folders(root: Path) -> list[Path]:
+    """The word folders of a Speech Commands-layout tree, sorted (not ``_background_noise_``, not hidden)."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+
+
+def read_list(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 

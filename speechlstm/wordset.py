@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .audio import wav_files
-from .data import NOISE_DIR, hash_split, speaker_id
+from .data import NOISE_DIR, hash_split, read_list, speaker_id, word_folders
 from .errors import DataError
 
 MANIFEST = "wordset.json"
@@ -42,15 +42,10 @@ class WordsetReport:
 def _word_dirs(root: Path) -> list[Path]:
     if not root.is_dir():
         raise DataError(f"{root}: not a directory")
-    found = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    found = word_folders(root)
     if not found:
         raise DataError(f"{root}: no word folders (expected word/*.wav)")
     return found
-
-
-def _listed(root: Path, name: str) -> set[str]:
-    path = root / name
-    return {line.strip() for line in path.read_text().splitlines() if line.strip()} if path.is_file() else set()
 
 
 def build_wordset(out: str | os.PathLike, commands: tuple[str | os.PathLike, ...] = (),
@@ -77,12 +72,12 @@ def build_wordset(out: str | os.PathLike, commands: tuple[str | os.PathLike, ...
     def add(word: str, f: Path, split: str) -> None:
         rel = f"{word}/{f.name}"
         if rel in picked:
-            left_out["a file of the same name already in"] += 1
+            left_out["a file of that name already in its word's folder"] += 1
         else:
             picked[rel] = (f.resolve(), split)
 
     for tree in map(Path, commands):
-        testing = _listed(tree, "testing_list.txt")
+        testing = set(read_list(tree / "testing_list.txt")) if (tree / "testing_list.txt").is_file() else set()
         for d in _word_dirs(tree):
             for f in wav_files(d):
                 split = hash_split(f"{d.name}/{f.name}")
