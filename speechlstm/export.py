@@ -29,8 +29,8 @@ from torch import nn
 from .checkpoint import Checkpoint, checkpoint_meta, content_digest
 from .config import default_cache_dir
 from .errors import CheckpointError, SpeechLSTMError
-from .runtime import (META_KEY, TS_EXTRA, OnnxRunner, WithFeatures, check_export, load_exported, probe_waves,
-                      quantize_int8, softmax)
+from .runtime import (META_KEY, TS_EXTRA, OnnxRunner, WithFeatures, check_export, load_exported, ort_session,
+                      probe_waves, quantize_int8, softmax)
 
 ONNX_OPSET = 18
 EXPORT_VERSION = 1  # bump when the exported graph changes: cached exports of older versions are rebuilt
@@ -99,9 +99,9 @@ def _export_onnx(net: nn.Module, example: torch.Tensor, out: Path, meta: dict, i
                                  op_types_to_quantize=["LSTM", "MatMul", "Gemm"], nodes_to_exclude=frontend)
             proto = onnx.load_model(str(quant))
     # the file's own logits on fixed clips, one clip a run (int8 activations are quantized
-    # per run, so a clip's logits depend a little on the clips beside it): a cached copy
-    # proves with them that it is intact
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    # per run, so a clip's logits depend a little on the clips beside it) in the runtime's
+    # own session: a cached copy proves with them that it is intact
+    session = ort_session(proto.SerializeToString())
     probe = probe_waves(example.shape[1], meta["features"]["sample_rate"])
     meta["export"]["probe_logits"] = [session.run(["logits"], {"waveform": w[None]})[0][0].tolist() for w in probe]
     del proto.metadata_props[:]

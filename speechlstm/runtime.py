@@ -22,7 +22,7 @@ import warnings
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
@@ -97,25 +97,35 @@ class TorchRunner:
         return logits.float().cpu().numpy(), feats.float().cpu().numpy() if features else None
 
 
+def ort_session(model: str | bytes) -> Any:
+    """A single-threaded ONNX Runtime session on the CPU: the one every run of an exported
+    model uses, and the one its probe logits are recorded with at export. Its fp32 matrix
+    products sum in an order that depends on the thread count, and int8's activation
+    rounding can turn that into 1e-3 on a logit: recorded with other threads, a sound
+    export would fail its own check."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise SpeechLSTMError("running an ONNX model needs onnxruntime: "
+                              "pip install 'speechlstm[onnx]'") from None
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types
+        name = model if isinstance(model, str) else "the exported model"
+        raise CheckpointError(f"{name}: onnxruntime cannot load it ({str(e).splitlines()[0]})") from None
+
+
 class OnnxRunner:
     """An ONNX Runtime session run single-threaded; a batch's chunks run on
     ``threads`` cores at once (default: every core)."""
 
     def __init__(self, path: Path, threads: int | None = None):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise SpeechLSTMError("running an ONNX model needs onnxruntime: "
-                                  "pip install 'speechlstm[onnx]'") from None
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
-        opts.log_severity_level = 3
+        self.session = ort_session(str(path))
         self.threads = max(1, threads or os.cpu_count() or 1)
         self._pool = ThreadPoolExecutor(self.threads, "speechlstm-ort") if self.threads > 1 else None
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise CheckpointError(f"{path}: onnxruntime cannot load it ({str(e).splitlines()[0]})") from None
         self.kind = "onnx"
         # dynamic int8 quantizes activations with one scale per run: a clip's logits would
         # move (by up to 0.03 in probability on test_mini) with the other clips of its batch
