@@ -349,6 +349,20 @@ class SpeechCommands:
             labels += [self.labels.index(UNKNOWN)] * len(unknown) + [self.labels.index(SILENCE)] * n_silence
         return SplitSet(np.asarray(rows, dtype=np.int64), np.asarray(labels, dtype=np.int64))
 
+    def capped_shares(self) -> list[str]:
+        """The training shares that ask more clips an epoch than their pool holds: every clip of the
+        pool is drawn then, and a larger share changes nothing (what ``train`` says at its start)."""
+        n_real, s, out = len(self._known["train"][0]), self.sampling, []
+        shares = [("unknown_ratio", s.unknown_ratio, self._unknown_pool["train"], "the dataset's other words")]
+        if s.synth_ratio <= 0:
+            shares.append(("extra_unknown_ratio", s.extra_unknown_ratio, self._synth_unknown,
+                           "the extra folders' other words"))
+        for key, share, pool, what in shares:
+            if self.task == "commands12" and share > 0 and pool and math.ceil(share * n_real) > len(pool):
+                out.append(f"train.sampling.{key} {share:g} asks {math.ceil(share * n_real)} clips an epoch "
+                           f"({n_real} command clips); {what} are {len(pool)}: every one is drawn")
+        return out
+
     def unknown_set(self, name: str) -> SplitSet:
         """Every out-of-vocabulary clip of a real split, labelled _unknown_ (commands12):
         what the open-set (OOV) rate is measured on."""

@@ -158,6 +158,8 @@ def train(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig 
                           progress=progress and dist.main, extra_dirs=tuple(extra_data), more_dirs=tuple(more_data))
     if data.skipped:
         tqdm.write(f"skipped {len(data.skipped)} unreadable clip(s), e.g. {data.skipped[0][0]}: {data.skipped[0][1]}")
+    for note in data.capped_shares() if dist.main else ():
+        tqdm.write(note)
     torch.manual_seed(cfg.optim.seed)
     net = KeywordBiLSTM(features, model_cfg, len(data.labels)).to(dev)
     if init_from is not None:

@@ -59,6 +59,13 @@ def test_unknown_ratio_changes_training_only(tmp_path):
     assert EVAL_UNKNOWN_RATIO == 0.1
     oov = many.unknown_set("validation")  # every OOV clip of the split, for the open-set rate
     assert len(oov) == 3 and (oov.labels == many.labels.index("_unknown_")).all()
+    # a share larger than the pool draws all of it, and says so: more would change nothing
+    pool = len(many.unknown_set("train"))
+    assert n_unknown(many, "train") == pool == n_unknown(
+        SpeechCommands(root, sampling=SamplingConfig(unknown_ratio=2.0), progress=False), "train")
+    assert few.capped_shares() == []
+    (note,) = many.capped_shares()
+    assert note.startswith("train.sampling.unknown_ratio 1 asks") and note.endswith(f"are {pool}: every one is drawn")
 
 
 def _synthetic_tree(root):
