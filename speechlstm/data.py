@@ -353,14 +353,13 @@ class SpeechCommands:
         """The training shares that ask more clips an epoch than their pool holds: every clip of the
         pool is drawn then, and a larger share changes nothing (what ``train`` says at its start)."""
         n_real, s, out = len(self._known["train"][0]), self.sampling, []
-        shares = [("unknown_ratio", s.unknown_ratio, self._unknown_pool["train"], "the dataset's other words")]
-        if s.synth_ratio <= 0:
-            shares.append(("extra_unknown_ratio", s.extra_unknown_ratio, self._synth_unknown,
-                           "the extra folders' other words"))
-        for key, share, pool, what in shares:
-            if self.task == "commands12" and share > 0 and pool and math.ceil(share * n_real) > len(pool):
-                out.append(f"train.sampling.{key} {share:g} asks {math.ceil(share * n_real)} clips an epoch "
-                           f"({n_real} command clips); {what} are {len(pool)}: every one is drawn")
+        for key, share, pool, what in (
+                ("unknown_ratio", s.unknown_ratio, self._unknown_pool["train"], "the dataset's other words"),
+                ("extra_unknown_ratio", s.extra_unknown_ratio, self._synth_unknown, "the extra folders' other words")):
+            asked = _wanted(share, n_real)
+            if pool and asked > len(pool):
+                out.append(f"train.sampling.{key} {share:g} asks {asked} clips an epoch ({n_real} command clips); "
+                           f"{what} are {len(pool)}: every one is drawn")
         return out
 
     def unknown_set(self, name: str) -> SplitSet:
@@ -400,9 +399,14 @@ class SpeechCommands:
             yield torch.from_numpy(waves), torch.from_numpy(split.labels[idx])
 
 
+def _wanted(share: float, per: int) -> int:
+    """How many clips a share of ``per`` command clips asks an epoch."""
+    return math.ceil(share * per)
+
+
 def _draw(rng: np.random.Generator, pool: list[int], share: float, per: int) -> list[int]:
-    """``ceil(share * per)`` distinct rows of ``pool`` (all of it, if it holds fewer)."""
-    n = min(math.ceil(share * per), len(pool))
+    """``_wanted(share, per)`` distinct rows of ``pool`` (all of it, if it holds fewer)."""
+    n = min(_wanted(share, per), len(pool))
     return list(rng.choice(pool, size=n, replace=False)) if n else []
 
 
